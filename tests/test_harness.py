@@ -21,6 +21,12 @@ from pyro_dgm import transforms as T
 class TestPyroFlowsPassTheHarness(TransformHarness):
     CASES = [
         TransformCase("affine_autoregressive", lambda: T.affine_autoregressive(4), (4,)),
+        TransformCase(
+            "affine_autoregressive_stable",
+            lambda: T.affine_autoregressive(4, stable=True),
+            (4,),
+        ),
+        TransformCase("spline_autoregressive", lambda: pyro_T.spline_autoregressive(3), (3,)),
         TransformCase("affine_coupling", lambda: pyro_T.affine_coupling(4), (4,)),
         TransformCase("planar", lambda: pyro_T.planar(3), (3,), inverse=False),
         TransformCase("spline_coupling", lambda: pyro_T.spline_coupling(4), (4,)),
@@ -49,10 +55,15 @@ class TestPyroFlowsPassTheHarness(TransformHarness):
 def test_harness_catches_pyros_float64_inverse_trap() -> None:
     """Pyro's own AffineAutoregressive cannot invert in float64 without a global dtype change;
     the harness must see it (pyro_dgm's subclass above passes the same check)."""
-    case = TransformCase("pyro_affine_autoregressive", lambda: pyro_T.affine_autoregressive(4), (4,))
-    check_inverse(case, torch.float32)
-    with pytest.raises(RuntimeError, match="dtype"):
-        check_inverse(case, torch.float64)
+    for stable in (False, True):
+        case = TransformCase(
+            "pyro_affine_autoregressive",
+            lambda stable=stable: pyro_T.affine_autoregressive(4, stable=stable),
+            (4,),
+        )
+        check_inverse(case, torch.float32)
+        with pytest.raises(RuntimeError, match="dtype"):
+            check_inverse(case, torch.float64)
     assert torch.get_default_dtype() == torch.float32
 
 

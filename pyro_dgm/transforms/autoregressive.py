@@ -63,6 +63,9 @@ class AffineAutoregressive(_PyroAffineAutoregressive):
             )
         return torch.stack(x, dim=-1)
 
+    # Pyro's __init__ binds ``self._inverse = self._inverse_stable`` when stable=True
+    _inverse_stable = _inverse
+
 
 class ConditionalAffineAutoregressive(_PyroConditionalAffineAutoregressive):
     r"""Pyro's conditional affine autoregressive transform; ``condition(context)``
