@@ -10,6 +10,6 @@ The plotting module (matplotlib) is not imported here, so that
 
 __version__ = "0.1.0"
 
-from . import flows, infer, models, transforms
+from . import distributions, flows, infer, models, transforms
 
-__all__ = ["__version__", "flows", "infer", "models", "transforms"]
+__all__ = ["__version__", "distributions", "flows", "infer", "models", "transforms"]

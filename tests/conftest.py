@@ -8,6 +8,8 @@ import pytest
 import torch
 
 matplotlib.use("Agg")
+# tests are small: one thread avoids oversubscribing CI's two cores
+torch.set_num_threads(1)
 os.environ.setdefault("CI", "1")  # tutorials and the CLI take their smoke-test sizes
 
 

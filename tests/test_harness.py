@@ -5,9 +5,6 @@ from __future__ import annotations
 import pyro.distributions.transforms as pyro_T
 import pytest
 import torch
-from pyro.distributions import TransformModule, constraints
-from torch import Tensor
-
 from harness import (
     TransformCase,
     TransformHarness,
@@ -15,6 +12,9 @@ from harness import (
     check_inverse,
     check_log_det,
 )
+from pyro.distributions import TransformModule, constraints
+from torch import Tensor
+
 from pyro_dgm import transforms as T
 
 

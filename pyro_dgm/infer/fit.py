@@ -84,7 +84,7 @@ def _as_splits(data: Any, validation: Tensor | float | None) -> tuple[Tensor, Te
         return data, validation
     if not 0.0 < validation < 1.0:
         raise ValueError(f"validation must be a Tensor, a fraction in (0, 1) or None, got {validation}")
-    num_validation = max(1, int(round(validation * len(data))))
+    num_validation = max(1, round(validation * len(data)))
     if num_validation >= len(data):
         raise ValueError(f"validation fraction {validation} leaves no training data of {len(data)}")
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
@@ -104,6 +104,13 @@ def _accepts_data_size(fn: Callable) -> bool:
         return False
 
 
+def _without_data_size(fn: Callable) -> Callable:
+    def call(*args: Any, data_size: int | None = None, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    return call
+
+
 class _Objective:
     """The minibatch loss of a model/guide pair and the parameters it reaches.
 
@@ -114,9 +121,12 @@ class _Objective:
     """
 
     def __init__(self, model: Callable, guide: Callable, loss: ELBO, data_size: int) -> None:
-        self.model, self.guide, self.loss = model, guide, loss
-        self.kwargs = {"data_size": data_size} if _accepts_data_size(model) else {}
-        self.per_point = data_size if self.kwargs else None
+        self.loss = loss
+        scaled = _accepts_data_size(model)
+        self.kwargs = {"data_size": data_size} if scaled else {}
+        self.per_point = data_size if scaled else None
+        self.model = model
+        self.guide = guide if not scaled or _accepts_data_size(guide) else _without_data_size(guide)
         self.differentiable = hasattr(loss, "differentiable_loss")
 
     def params(self, batch: Tensor) -> dict[str, Tensor]:
@@ -206,7 +216,7 @@ def fit(
     epochs without improvement.
 
     A model whose signature has a ``data_size`` keyword receives the number of
-    training points, so that its data plate (``pyro.plate("data", size=data_size,
+    training points (and so does its guide, if it takes that keyword too), so that its data plate (``pyro.plate("data", size=data_size,
     subsample=...)``) scales the minibatch ELBO to the whole data set.
 
     Arguments:

@@ -1,0 +1,41 @@
+"""Sphinx configuration (zuko-style: autodoc + autosummary + napoleon + myst-nb, furo)."""
+
+import os
+import sys
+from pathlib import Path
+
+root = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(root))
+
+import pyro_dgm
+
+project = "pyro_dgm"
+author = "pyro_dgm developers"
+release = version = pyro_dgm.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.intersphinx",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.napoleon",
+    "myst_nb",
+]
+autodoc_typehints = "description"
+autodoc_member_order = "bysource"
+autosummary_generate = True
+napoleon_google_docstring = True
+intersphinx_mapping = {
+    "python": ("https://docs.python.org/3", None),
+    "torch": ("https://pytorch.org/docs/stable", None),
+    "pyro": ("https://docs.pyro.ai/en/stable", None),
+}
+nb_execution_mode = "off"  # notebooks keep their outputs; CI executes them with nbmake
+html_theme = "furo" if os.environ.get("PYRO_DGM_DOCS_THEME", "furo") == "furo" else "alabaster"
+html_title = f"pyro_dgm {version}"
+exclude_patterns = ["_build"]
+
+# tutorials/ lives at the top of the repository; expose it to Sphinx as docs/tutorials
+link = Path(__file__).parent / "tutorials"
+if not link.exists():
+    link.symlink_to(root / "tutorials", target_is_directory=True)

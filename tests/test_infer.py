@@ -1,0 +1,230 @@
+"""fit, checkpoints and likelihood metrics."""
+
+from __future__ import annotations
+
+import math
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro.infer import TraceGraph_ELBO
+
+from pyro_dgm import infer
+from pyro_dgm.flows import MAF
+from pyro_dgm.models import FlowModel
+
+
+def gaussian_model(x: torch.Tensor) -> None:
+    loc = pyro.param("loc", torch.zeros(2))
+    log_scale = pyro.param("log_scale", torch.zeros(2))
+    with pyro.plate("data", x.shape[0]):
+        pyro.sample("x", dist.Normal(loc, log_scale.exp()).to_event(1), obs=x)
+
+
+def empty_guide(x: torch.Tensor) -> None:
+    pass
+
+
+def test_fit_maximises_likelihood_of_a_gaussian() -> None:
+    data = torch.randn(2000, 2) * torch.tensor([2.0, 0.5]) + torch.tensor([1.0, -3.0])
+    history = infer.fit(
+        gaussian_model,
+        empty_guide,
+        data,
+        validation=None,
+        epochs=60,
+        lr=0.05,
+        batch_size=200,
+        progress=False,
+    )
+    assert torch.allclose(pyro.param("loc"), data.mean(0), atol=0.08)
+    assert torch.allclose(pyro.param("log_scale").exp(), data.std(0), rtol=0.05)
+    assert history.train_loss[-1] < history.train_loss[0]
+    assert len(history.epoch) == len(history.validation_loss) == len(history.seconds)
+    assert all(b >= a for a, b in zip(history.seconds, history.seconds[1:], strict=False))
+
+
+def test_fit_keeps_the_best_validation_epoch() -> None:
+    data = torch.randn(400, 2)
+    history = infer.fit(
+        gaussian_model, empty_guide, data, epochs=15, lr=0.1, batch_size=50, progress=False
+    )
+    best = min(history.validation_loss)
+    assert history.best_validation_loss == best
+    # the parameters kept are those of the best epoch: re-evaluating gives its loss
+    order = torch.randperm(400, generator=torch.Generator().manual_seed(0))
+    valid = data[order[:40]]
+    assert math.isclose(
+        infer.evaluate_loss(gaussian_model, empty_guide, valid), best, rel_tol=1e-5
+    )
+
+
+def test_early_stopping_on_held_out_loss() -> None:
+    train = torch.randn(500, 2) + 3.0
+    valid = torch.randn(100, 2) - 3.0  # the better the fit to train, the worse on this
+    history = infer.fit(
+        gaussian_model,
+        empty_guide,
+        train,
+        validation=valid,
+        epochs=200,
+        lr=0.05,
+        batch_size=100,
+        patience=3,
+        progress=False,
+    )
+    assert history.stopped_early
+    assert len(history.epoch) == history.best_epoch + 3 < 200
+
+
+def test_non_finite_loss_raises_and_restores_last_good_parameters() -> None:
+    def model(x: torch.Tensor) -> None:
+        loc = pyro.param("loc", torch.zeros(()))
+        if loc.item() > 1.0:
+            pyro.factor("blow_up", torch.tensor(float("nan")))
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", dist.Normal(loc, 1.0), obs=x)
+
+    data = torch.full((100,), 5.0)
+    # Pyro's own validation would stop a NaN factor first, with a ValueError
+    with pyro.validation_enabled(False), pytest.raises(infer.NonFiniteLossError, match="restored"):
+        infer.fit(model, empty_guide, data, epochs=100, lr=0.05, batch_size=10, progress=False)
+    assert math.isfinite(pyro.param("loc").item()) and pyro.param("loc").item() <= 1.0
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (torch.tensor([[0.0, float("nan")]] * 10), "NaN"),
+        ([[1.0, 2.0]], "Tensor or a Dataset"),
+        (torch.zeros(0, 2), "at least one"),
+    ],
+)
+def test_fit_rejects_bad_data(bad: object, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        infer.fit(gaussian_model, empty_guide, bad, validation=None, epochs=1, progress=False)
+
+
+def test_fit_rejects_a_pair_without_parameters() -> None:
+    def model(x: torch.Tensor) -> None:
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", dist.Normal(0.0, 1.0), obs=x)
+
+    with pytest.raises(ValueError, match="no parameters"):
+        infer.fit(model, empty_guide, torch.randn(10), epochs=1, progress=False)
+
+
+def test_fit_accepts_elbos_without_differentiable_loss() -> None:
+    def model(x: torch.Tensor) -> None:
+        loc = pyro.param("prior_loc", torch.zeros(()))
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(loc, 1.0))
+            pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    def guide(x: torch.Tensor) -> None:
+        w = pyro.param("w", torch.zeros(()))
+        b = pyro.param("b", torch.zeros(()))
+        with pyro.plate("data", x.shape[0]):
+            # the exact posterior N((loc + x) / 2, 1/2) is in this family
+            pyro.sample("z", dist.Normal(w * x + b, 0.5**0.5))
+
+    data = torch.randn(300) * 1.5 + 2.0
+    history = infer.fit(
+        model,
+        guide,
+        data,
+        loss=TraceGraph_ELBO(),
+        validation=None,
+        epochs=60,
+        batch_size=30,
+        lr=0.05,
+        progress=False,
+    )
+    assert history.train_loss[-1] < history.train_loss[0]
+    assert abs(pyro.param("prior_loc").item() - data.mean().item()) < 0.3
+
+
+def test_data_size_keyword_scales_the_minibatch_elbo() -> None:
+    def scaled_model(x: torch.Tensor, data_size: int | None = None) -> None:
+        loc = pyro.param("loc", torch.zeros(()))
+        n = data_size or x.shape[0]
+        with pyro.plate("data", n, subsample=torch.arange(x.shape[0])):
+            pyro.sample("x", dist.Normal(loc, 1.0), obs=x)
+
+    data = torch.randn(1000) + 0.5
+    history = infer.fit(
+        scaled_model, empty_guide, data, validation=None, epochs=20, lr=0.05, progress=False
+    )
+    # per-point loss of a unit Normal fit: 0.5 log(2 pi) + 0.5 E[(x - loc)^2] ~= 1.42
+    assert abs(history.train_loss[-1] - (0.5 * math.log(2 * math.pi) + 0.5)) < 0.1
+
+
+def test_checkpoint_resume_continues_the_history(tmp_path) -> None:
+    data = torch.randn(300, 2) + 1.0
+    path = tmp_path / "run" / "checkpoint.pt"
+    first = infer.fit(
+        gaussian_model, empty_guide, data, epochs=3, lr=0.05, checkpoint=path, progress=False
+    )
+    assert first.epoch == [1, 2, 3] and path.exists()
+    saved_loc = pyro.param("loc").detach().clone()
+    pyro.clear_param_store()
+    second = infer.fit(
+        gaussian_model, empty_guide, data, epochs=2, lr=0.05, checkpoint=path, progress=False
+    )
+    assert second.epoch == [1, 2, 3, 4, 5]
+    assert second.train_loss[:3] == first.train_loss
+    assert not torch.equal(pyro.param("loc"), saved_loc)  # it trained on from there
+    state = torch.load(path, weights_only=True)
+    assert state["history"]["epoch"] == [1, 2, 3, 4, 5]
+
+
+def test_load_checkpoint_errors(tmp_path) -> None:
+    path = tmp_path / "c.pt"
+    gaussian_model(torch.zeros(1, 2))
+    infer.save_checkpoint(path)
+    with pytest.raises(ValueError, match="missing"):
+        infer.load_checkpoint(path, params={"other": torch.zeros(2)})
+    with pytest.raises(ValueError, match="shape"):
+        infer.load_checkpoint(path, params={"loc": torch.zeros(3), "log_scale": torch.zeros(2)})
+    torch.save({"not": "ours"}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a pyro_dgm checkpoint"):
+        infer.load_checkpoint(tmp_path / "other.pt")
+
+
+def test_log_likelihood_is_exact_for_a_flow() -> None:
+    pair = FlowModel(MAF(2, num_layers=2))
+    x = torch.randn(50, 2)
+    ll = infer.log_likelihood(pair.model, pair.guide, x, batch_size=16)
+    expected = pair.flow().log_prob(x).double()
+    assert ll.bound == "exact" and ll.num_points == 50 and ll.num_dims == 2
+    assert math.isclose(ll.nats, expected.mean().item(), rel_tol=1e-5)
+    assert math.isclose(ll.stderr, (expected.std() / math.sqrt(50)).item(), rel_tol=1e-4)
+    assert math.isclose(ll.bits_per_dim, -ll.nats / (2 * math.log(2)))
+
+
+def test_log_likelihood_elbo_is_below_the_exact_marginal() -> None:
+    # z ~ N(0, 1), x | z ~ N(z, 1): p(x) = N(0, 2); a deliberately poor guide q(z|x) = N(0, 1)
+    def model(x: torch.Tensor) -> None:
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    def guide(x: torch.Tensor) -> None:
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(torch.zeros_like(x), 1.0))
+
+    x = torch.randn(400) * math.sqrt(2.0)
+    exact = dist.Normal(0.0, math.sqrt(2.0)).log_prob(x).mean().item()
+    ll = infer.log_likelihood(model, guide, x, num_particles=20)
+    assert ll.bound == "ELBO(particles=20)"
+    # for this guide the ELBO is E_z[log N(x; z, 1)] = log N(x; 0, 1) - 1/2 exactly
+    analytic = (dist.Normal(0.0, 1.0).log_prob(x) - 0.5).mean().item()
+    assert abs(ll.nats - analytic) < 0.03
+    assert ll.nats < exact
+
+
+def test_bits_per_dim_conversion() -> None:
+    assert math.isclose(infer.bits_per_dim(math.log(17) * 64, 64), math.log2(17))
+    with pytest.raises(ValueError, match="num_dims"):
+        infer.bits_per_dim(1.0, 0)
