@@ -30,6 +30,9 @@ FLOW_BUILDERS: dict[str, Callable[[int, argparse.Namespace], flows.Flow]] = {
     "maf": lambda dim, a: flows.MAF(dim, a.num_layers, [a.hidden] * 2),
     "iaf": lambda dim, a: flows.IAF(dim, a.num_layers, [a.hidden] * 2),
     "spline": lambda dim, a: flows.SplineFlow(dim, a.num_layers, [a.hidden] * 2),
+    "realnvp": lambda dim, a: flows.RealNVP(dim, 2 * a.num_layers, [a.hidden] * 2),
+    "nice": lambda dim, a: flows.NICE(dim, 2 * a.num_layers, [a.hidden] * 2),
+    "glow": lambda dim, a: flows.Glow(dim, a.num_layers, [a.hidden] * 2),
 }
 
 

@@ -24,9 +24,18 @@ from pyro.nn import AutoRegressiveNN, ConditionalAutoRegressiveNN
 from torch import Tensor, nn
 from torch.distributions import Transform
 
+from .transforms.actnorm import ActNorm
 from .transforms.autoregressive import AffineAutoregressive, ConditionalAffineAutoregressive
+from .transforms.coupling import (
+    additive_coupling,
+    conditional_additive_coupling,
+    conditional_masked_affine_coupling,
+    half_mask,
+    masked_affine_coupling,
+)
+from .transforms.linear import InvertibleLinear
 
-__all__ = ["IAF", "MAF", "Flow", "SplineFlow"]
+__all__ = ["IAF", "MAF", "NICE", "Flow", "Glow", "RealNVP", "SplineFlow"]
 
 
 def _modules_of(parts: Sequence[Transform]) -> Iterator[nn.Module]:
@@ -64,7 +73,9 @@ class Flow(nn.Module):
         super().__init__()
         shape = torch.Size([event_shape] if isinstance(event_shape, int) else event_shape)
         if len(shape) == 0 or any(s < 1 for s in shape):
-            raise ValueError(f"event_shape must be a non-empty shape of positive sizes, got {shape}")
+            raise ValueError(
+                f"event_shape must be a non-empty shape of positive sizes, got {shape}"
+            )
         self.event_shape = shape
         self.parts = list(transforms)
         self.layers = nn.ModuleList(_modules_of(self.parts))
@@ -106,10 +117,10 @@ def _affine_layers(
     for order in _orderings(input_dim, num_layers):
         if context_dim is None:
             arn = AutoRegressiveNN(input_dim, hidden, permutation=order)
-            layers.append(AffineAutoregressive(arn, stable=True))
+            layers.append(AffineAutoregressive(arn))
         else:
             arn = ConditionalAutoRegressiveNN(input_dim, context_dim, hidden, permutation=order)
-            layers.append(ConditionalAffineAutoregressive(arn, stable=True))
+            layers.append(ConditionalAffineAutoregressive(arn))
     return layers
 
 
@@ -121,7 +132,10 @@ class MAF(Flow):
 
     Scoring data (``log_prob``) is one network pass per layer; sampling takes
     :math:`D` sequential passes per layer. The natural choice for density
-    estimation (forward KL). Layers use Pyro's numerically stable sigmoid scale.
+    estimation (forward KL). Layers use Pyro's log-scale parametrisation (clamped
+    to [-5, 3] with gradients preserved), not its ``stable=True`` variant,
+    whose sigmoid scale lies in (0, 1): it can only contract, so data wider
+    than the base would be out of reach.
 
     References:
         | Masked Autoregressive Flow for Density Estimation (Papamakarios et al., 2017)
@@ -212,3 +226,145 @@ class SplineFlow(Flow):
             arn = AutoRegressiveNN(input_dim, hidden, param_dims=param_dims, permutation=order)
             layers.append(SplineAutoregressive(input_dim, arn, count_bins=count_bins, bound=bound))
         super().__init__([layer.inv for layer in reversed(layers)], event_shape=(input_dim,))
+
+
+def _hidden(input_dim: int, hidden_dims: Sequence[int] | None) -> list[int]:
+    return list(hidden_dims) if hidden_dims is not None else [max(32, 4 * input_dim)] * 2
+
+
+def _coupling(
+    kind: str,
+    input_dim: int,
+    mask: Tensor,
+    hidden_dims: list[int],
+    context_dim: int | None,
+) -> Transform:
+    if kind == "affine":
+        if context_dim is None:
+            return masked_affine_coupling(input_dim, mask, hidden_dims)
+        return conditional_masked_affine_coupling(input_dim, context_dim, mask, hidden_dims)
+    if context_dim is None:
+        return additive_coupling(input_dim, mask, hidden_dims)
+    return conditional_additive_coupling(input_dim, context_dim, mask, hidden_dims)
+
+
+def _generative_order(inference_order: list[Transform]) -> list[Transform]:
+    """Layers listed as they meet the data (scoring) are applied in reverse to sample."""
+    return list(reversed(inference_order))
+
+
+class RealNVP(Flow):
+    r"""RealNVP for vectors (Dinh et al., 2017): affine couplings with half masks
+    that alternate between layers, each starting as the identity.
+
+    .. math:: y = m \odot x + (1 - m) \odot \left(x \odot e^{s(m \odot x)} + t(m \odot x)\right)
+
+    One network pass per layer in both directions (sampling and scoring).
+
+    References:
+        | Density estimation using Real NVP (Dinh et al., 2017)
+        | https://arxiv.org/abs/1605.08803
+
+    Arguments:
+        input_dim: The data dimension :math:`D \ge 2`.
+        num_layers: The number of couplings.
+        hidden_dims: Hidden sizes of each coupling network.
+        context_dim: The context size of a conditional flow, or ``None``.
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        num_layers: int = 6,
+        hidden_dims: Sequence[int] | None = None,
+        context_dim: int | None = None,
+    ) -> None:
+        hidden = _hidden(input_dim, hidden_dims)
+        layers = [
+            _coupling(
+                "affine", input_dim, half_mask(input_dim, flip=i % 2 == 1), hidden, context_dim
+            )
+            for i in range(num_layers)
+        ]
+        super().__init__(_generative_order(layers), event_shape=(input_dim,))
+
+
+class NICE(Flow):
+    r"""NICE (Dinh et al., 2014): volume-preserving additive couplings with
+    alternating half masks, then a learned diagonal scaling.
+
+    .. math:: y = x + (1 - m) \odot t(m \odot x), \qquad \log|\det J| = 0
+
+    NICE's final scaling layer :math:`x \mapsto e^{s} \odot x` is an
+    :class:`~pyro_dgm.transforms.ActNorm` here (the same map, plus a shift and a
+    data-dependent initialisation). One network pass per layer both ways.
+
+    References:
+        | NICE: Non-linear Independent Components Estimation (Dinh et al., 2014)
+        | https://arxiv.org/abs/1410.8516
+
+    Arguments:
+        input_dim: The data dimension :math:`D \ge 2`.
+        num_layers: The number of additive couplings.
+        hidden_dims: Hidden sizes of each coupling network.
+        context_dim: The context size of a conditional flow, or ``None``.
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        num_layers: int = 6,
+        hidden_dims: Sequence[int] | None = None,
+        context_dim: int | None = None,
+    ) -> None:
+        hidden = _hidden(input_dim, hidden_dims)
+        layers: list[Transform] = [
+            _coupling(
+                "additive", input_dim, half_mask(input_dim, flip=i % 2 == 1), hidden, context_dim
+            )
+            for i in range(num_layers)
+        ]
+        layers.append(ActNorm(input_dim))  # NICE's diagonal scaling, last before the base
+        super().__init__(_generative_order(layers), event_shape=(input_dim,))
+
+
+class Glow(Flow):
+    r"""Glow's step for vectors (Kingma & Dhariwal, 2018), repeated: ActNorm,
+    an invertible linear map (LU or QR), then an affine coupling.
+
+    Listed in the order the steps meet the data when scoring:
+
+    .. math:: \text{step}(x) = \mathrm{coupling}(W\, \mathrm{actnorm}(x))
+
+    The learned linear map replaces the fixed mask flips of RealNVP. One pass per
+    layer both ways; ActNorm initialises itself on the first batch it scores.
+
+    References:
+        | Glow: Generative Flow with Invertible 1x1 Convolutions (Kingma & Dhariwal, 2018)
+        | https://arxiv.org/abs/1807.03039
+
+    Arguments:
+        input_dim: The data dimension :math:`D \ge 2`.
+        num_steps: The number of steps.
+        hidden_dims: Hidden sizes of each coupling network.
+        context_dim: The context size of a conditional flow (couplings only), or ``None``.
+        parametrization: ``"lu"`` or ``"qr"`` for the linear maps.
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        num_steps: int = 4,
+        hidden_dims: Sequence[int] | None = None,
+        context_dim: int | None = None,
+        parametrization: str = "lu",
+    ) -> None:
+        hidden = _hidden(input_dim, hidden_dims)
+        layers: list[Transform] = []
+        for _ in range(num_steps):
+            layers.append(ActNorm(input_dim))
+            layers.append(InvertibleLinear(input_dim, parametrization))
+            layers.append(
+                _coupling("affine", input_dim, half_mask(input_dim), hidden, context_dim)
+            )
+        super().__init__(_generative_order(layers), event_shape=(input_dim,))

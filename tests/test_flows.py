@@ -9,8 +9,16 @@ import torch
 from harness import DistributionCase, DistributionHarness
 from pyro.infer import Trace_ELBO
 
-from pyro_dgm.flows import IAF, MAF, Flow, SplineFlow
+from pyro_dgm.flows import IAF, MAF, NICE, Flow, Glow, RealNVP, SplineFlow
 from pyro_dgm.models import FlowModel
+
+
+def _perturbed(flow: Flow) -> Flow:
+    """Couplings start as the identity; move them so the checks are not trivial."""
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    return flow
 
 
 def _flow_case(name: str, make, context: torch.Tensor | None = None) -> DistributionCase:
@@ -27,6 +35,15 @@ class TestFlowDistributions(DistributionHarness):
         _flow_case("maf", lambda: MAF(2, num_layers=3, hidden_dims=[16])),
         _flow_case("iaf", lambda: IAF(2, num_layers=3, hidden_dims=[16])),
         _flow_case("spline", lambda: SplineFlow(2, num_layers=2, hidden_dims=[16])),
+        _flow_case("realnvp", lambda: _perturbed(RealNVP(2, num_layers=4, hidden_dims=[16]))),
+        _flow_case("nice", lambda: _perturbed(NICE(2, num_layers=4, hidden_dims=[16]))),
+        _flow_case("glow", lambda: _perturbed(Glow(2, num_steps=2, hidden_dims=[16]))),
+        _flow_case("glow_qr", lambda: _perturbed(Glow(2, 2, [16], parametrization="qr"))),
+        _flow_case(
+            "conditional_realnvp",
+            lambda: _perturbed(RealNVP(2, num_layers=2, hidden_dims=[16], context_dim=3)),
+            context=torch.randn(4, 3, generator=torch.Generator().manual_seed(0)),
+        ),
         _flow_case("maf_1d", lambda: MAF(1, num_layers=2, hidden_dims=[8])),
         _flow_case(
             "conditional_maf",
@@ -41,10 +58,10 @@ class TestFlowDistributions(DistributionHarness):
     ]
 
 
-@pytest.mark.parametrize("flow_class", [MAF, IAF, SplineFlow])
+@pytest.mark.parametrize("flow_class", [MAF, IAF, SplineFlow, RealNVP, NICE, Glow])
 def test_flow_elbo_with_empty_guide_is_exact_negative_log_likelihood(flow_class: type) -> None:
     """A flow is a VAE with a deterministic encoder and decoder: Trace_ELBO = -log p(x)."""
-    pair = FlowModel(flow_class(3, num_layers=2).double())
+    pair = FlowModel(_perturbed(flow_class(3, 2).double()))
     x = torch.randn(20, 3, dtype=torch.float64)
     loss = Trace_ELBO().loss(pair.model, pair.guide, x)
     exact = -pair.flow().log_prob(x).sum()

@@ -1,5 +1,6 @@
-r"""Model/guide pairs: flow densities (and, as they land, dequantization and VAEs)."""
+r"""Model/guide pairs: flow densities (forward KL) and flow guides for energies (reverse KL)."""
 
+from .energy import EnergyModel, FlowGuide
 from .flow_model import FlowModel
 
-__all__ = ["FlowModel"]
+__all__ = ["EnergyModel", "FlowGuide", "FlowModel"]
