@@ -228,3 +228,68 @@ def test_bits_per_dim_conversion() -> None:
     assert math.isclose(infer.bits_per_dim(math.log(17) * 64, 64), math.log2(17))
     with pytest.raises(ValueError, match="num_dims"):
         infer.bits_per_dim(1.0, 0)
+
+
+def _linear_gaussian_pair():  # noqa: ANN202
+    """z ~ N(0, 1), x | z ~ N(z, 1), so p(x) = N(0, 2); guide q(z | x) = N(0.3 x, 0.9)."""
+
+    def model(x: torch.Tensor) -> None:
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    def guide(x: torch.Tensor) -> None:
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(0.3 * x, 0.9))
+
+    return model, guide
+
+
+def test_importance_bound_rises_towards_the_exact_marginal() -> None:
+    model, guide = _linear_gaussian_pair()
+    x = torch.randn(300) * math.sqrt(2.0)
+    exact = dist.Normal(0.0, math.sqrt(2.0)).log_prob(x).double()
+    gaps = []
+    for k in (1, 10, 1000):
+        est = infer.importance_log_likelihood(model, guide, x, num_samples=k, chunk_size=256)
+        assert est.bound == f"IWAE(K={k})" and est.log_weights.shape == (k, 300)
+        gaps.append((exact - est.values).mean().item())
+    assert gaps[0] > gaps[1] > gaps[2] > -0.01  # a bound, tightening with K
+    assert gaps[2] < 0.01
+    # K = 1 is the ELBO, in closed form for this pair: q = N(0.3 x, 0.81)
+    x64, v = x.double(), 0.81
+    half_log_2pi = 0.5 * math.log(2 * math.pi)
+    elbo = (
+        -half_log_2pi
+        - 0.5 * ((0.7 * x64) ** 2 + v)  # E_q log N(x; z, 1)
+        - half_log_2pi
+        - 0.5 * ((0.3 * x64) ** 2 + v)  # E_q log N(z; 0, 1)
+        + 0.5 * math.log(2 * math.pi * math.e * v)  # entropy of q
+    )
+    one = infer.importance_log_likelihood(model, guide, x, num_samples=1).values
+    stderr = (one - elbo).std().item() / math.sqrt(300)
+    assert abs((one - elbo).mean().item()) < 4 * stderr
+
+
+def test_importance_estimate_is_per_point_and_exact_without_latents() -> None:
+    pair = FlowModel(MAF(2, num_layers=2))
+    x = torch.randn(7, 2)
+    est = infer.importance_log_likelihood(pair.model, pair.guide, x, num_samples=3)
+    assert est.bound == "exact"
+    assert torch.allclose(est.values.float(), pair.flow().log_prob(x), atol=1e-5)
+    assert torch.allclose(est.effective_sample_size, torch.full((7,), 3.0, dtype=torch.float64))
+    summary = est.summary()
+    assert summary.num_points == 7 and math.isclose(summary.nats, est.values.mean().item())
+
+
+def test_importance_estimate_requires_a_data_plate() -> None:
+    def model(x: torch.Tensor) -> None:
+        z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    def guide(x: torch.Tensor) -> None:
+        pyro.sample("z", dist.Normal(0.0, 1.0))
+
+    with pytest.raises(ValueError, match="site 'z'"):
+        infer.importance_log_likelihood(model, guide, torch.randn(5), num_samples=4)

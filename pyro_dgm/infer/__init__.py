@@ -2,15 +2,24 @@ r"""Training (:func:`fit`), checkpoints and likelihood metrics."""
 
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .fit import History, NonFiniteLossError, evaluate_loss, fit
-from .metrics import LogLikelihood, bits_per_dim, log_likelihood, nats_to_bits_per_dim
+from .metrics import (
+    LogLikelihood,
+    PointwiseLogLikelihood,
+    bits_per_dim,
+    importance_log_likelihood,
+    log_likelihood,
+    nats_to_bits_per_dim,
+)
 
 __all__ = [
     "Checkpoint",
     "History",
     "LogLikelihood",
     "NonFiniteLossError",
+    "PointwiseLogLikelihood",
     "bits_per_dim",
     "evaluate_loss",
+    "importance_log_likelihood",
     "fit",
     "load_checkpoint",
     "log_likelihood",
