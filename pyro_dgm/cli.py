@@ -20,6 +20,7 @@ from typing import Any
 
 import pyro
 import torch
+import zuko
 
 from . import __version__, datasets, flows, infer
 from .models import FlowModel
@@ -33,12 +34,16 @@ FLOW_BUILDERS: dict[str, Callable[[int, argparse.Namespace], flows.Flow]] = {
     "realnvp": lambda dim, a: flows.RealNVP(dim, 2 * a.num_layers, [a.hidden] * 2),
     "nice": lambda dim, a: flows.NICE(dim, 2 * a.num_layers, [a.hidden] * 2),
     "glow": lambda dim, a: flows.Glow(dim, a.num_layers, [a.hidden] * 2),
+    "zuko-maf": lambda dim, a: flows.ZukoFlow(
+        zuko.flows.MAF(dim, transforms=a.num_layers, hidden_features=[a.hidden] * 2)
+    ),
+    "zuko-nsf": lambda dim, a: flows.ZukoFlow(
+        zuko.flows.NSF(dim, transforms=a.num_layers, hidden_features=[a.hidden] * 2)
+    ),
 }
 
 
 def _versions() -> dict[str, str]:
-    import zuko
-
     return {
         "pyro_dgm": __version__,
         "pyro": pyro.__version__,

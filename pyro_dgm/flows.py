@@ -34,8 +34,28 @@ from .transforms.coupling import (
     masked_affine_coupling,
 )
 from .transforms.linear import InvertibleLinear
+from .transforms.zuko import zuko_transform
 
-__all__ = ["IAF", "MAF", "NICE", "Flow", "Glow", "RealNVP", "SplineFlow"]
+__all__ = ["IAF", "MAF", "NICE", "Flow", "Glow", "RealNVP", "SplineFlow", "ZukoFlow"]
+
+
+def _clear_caches(parts: Sequence[Transform]) -> None:
+    """Forget the (x, y) pair each transform cached from an earlier distribution.
+
+    torch's transform cache is keyed by tensor identity: scoring the very same
+    data tensor at the next training step would return the ``x`` computed with
+    the old parameters (a stale graph, and either an autograd error or a
+    frozen loss). Each call of a :class:`Flow` starts with empty caches, so a
+    distribution still scores its own samples through the cache.
+    """
+    for part in parts:
+        inner = getattr(part, "_inv", None)
+        target = (
+            inner if isinstance(inner, Transform) and not isinstance(part, nn.Module) else part
+        )
+        if getattr(target, "_cache_size", 0) == 1:
+            target._cached_x_y = None, None
+        _clear_caches(getattr(target, "parts", ()))
 
 
 def _modules_of(parts: Sequence[Transform]) -> Iterator[nn.Module]:
@@ -96,6 +116,7 @@ class Flow(nn.Module):
         base = Normal(self.base_loc, self.base_scale).to_event(len(self.event_shape))
         if context is not None:
             base = base.expand(context.shape[:-1])
+        _clear_caches(self.parts)
         parts = [
             p.condition(context) if isinstance(p, ConditionalTransformModule) else p
             for p in self.parts
@@ -368,3 +389,41 @@ class Glow(Flow):
                 _coupling("affine", input_dim, half_mask(input_dim), hidden, context_dim)
             )
         super().__init__(_generative_order(layers), event_shape=(input_dim,))
+
+
+class ZukoFlow(Flow):
+    r"""Any zuko flow (``zuko.flows.MAF``, ``NSF``, ``NAF``, ``RealNVP``, ...) as a
+    pyro_dgm flow distribution: its lazy transform goes through the bridge
+    :func:`~pyro_dgm.transforms.zuko_transform`, its standard normal base becomes
+    the flow's base, and its parameters become this module's.
+
+    ``direction="maf"`` keeps zuko's cost profile (scoring data in one pass);
+    ``"iaf"`` flips it, for a guide that samples and scores its own samples.
+
+    Arguments:
+        flow: A ``zuko.flows.Flow`` with a standard normal base.
+        direction: ``"maf"`` or ``"iaf"``.
+
+    Example:
+        >>> import zuko
+        >>> flow = ZukoFlow(zuko.flows.NSF(2, transforms=2))
+        >>> flow().log_prob(torch.zeros(4, 2)).shape
+        torch.Size([4])
+    """
+
+    def __init__(self, flow: nn.Module, direction: str = "maf") -> None:
+        transform, base = getattr(flow, "transform", None), getattr(flow, "base", None)
+        if transform is None or base is None:
+            raise ValueError(f"flow must be a zuko.flows.Flow, got {type(flow).__name__}")
+        base_dist = base(None)
+        if not (
+            isinstance(base_dist, torch.distributions.Independent)
+            and isinstance(base_dist.base_dist, torch.distributions.Normal)
+            and len(base_dist.event_shape) == 1
+            and bool((base_dist.mean == 0).all() and (base_dist.stddev == 1).all())
+        ):
+            raise ValueError(
+                f"ZukoFlow needs zuko's standard normal base over vectors, got {base_dist}"
+            )
+        super().__init__([zuko_transform(transform, direction)], event_shape=base_dist.event_shape)
+        self.zuko_flow = flow

@@ -6,10 +6,11 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
+import zuko
 from harness import DistributionCase, DistributionHarness
 from pyro.infer import Trace_ELBO
 
-from pyro_dgm.flows import IAF, MAF, NICE, Flow, Glow, RealNVP, SplineFlow
+from pyro_dgm.flows import IAF, MAF, NICE, Flow, Glow, RealNVP, SplineFlow, ZukoFlow
 from pyro_dgm.models import FlowModel
 
 
@@ -42,6 +43,14 @@ class TestFlowDistributions(DistributionHarness):
         _flow_case(
             "conditional_realnvp",
             lambda: _perturbed(RealNVP(2, num_layers=2, hidden_dims=[16], context_dim=3)),
+            context=torch.randn(4, 3, generator=torch.Generator().manual_seed(0)),
+        ),
+        _flow_case("zuko_maf", lambda: ZukoFlow(zuko.flows.MAF(2, transforms=2))),
+        _flow_case("zuko_nsf", lambda: ZukoFlow(zuko.flows.NSF(2, transforms=2))),
+        _flow_case("zuko_nsf_iaf", lambda: ZukoFlow(zuko.flows.NSF(2, transforms=2), "iaf")),
+        _flow_case(
+            "zuko_conditional_nsf",
+            lambda: ZukoFlow(zuko.flows.NSF(2, context=3, transforms=2)),
             context=torch.randn(4, 3, generator=torch.Generator().manual_seed(0)),
         ),
         _flow_case("maf_1d", lambda: MAF(1, num_layers=2, hidden_dims=[8])),
@@ -109,3 +118,50 @@ def test_flow_call_errors() -> None:
         Flow([], event_shape=())
     with pytest.raises(ValueError, match=r"x must have shape \(N, 2\)"):
         FlowModel(MAF(2)).model(torch.zeros(5, 3))
+
+
+@pytest.mark.parametrize("context_dim", [None, 3])
+def test_zuko_flow_scores_as_zuko_does(context_dim: int | None) -> None:
+    flow = ZukoFlow(zuko.flows.NSF(2, context=context_dim or 0, transforms=2))
+    x = torch.randn(6, 2)
+    c = None if context_dim is None else torch.randn(6, 3)
+    assert torch.allclose(flow(c).log_prob(x), flow.zuko_flow(c).log_prob(x), atol=1e-5)
+    assert {id(p) for p in flow.parameters()} == {id(p) for p in flow.zuko_flow.parameters()}
+
+
+def test_zuko_flow_rejects_what_it_cannot_bridge() -> None:
+    with pytest.raises(ValueError, match="zuko.flows.Flow"):
+        ZukoFlow(torch.nn.Linear(2, 2))
+    shifted = zuko.flows.MAF(2)
+    shifted.base = zuko.flows.UnconditionalDistribution(
+        zuko.distributions.DiagNormal, torch.ones(2), torch.ones(2), buffer=True
+    )
+    with pytest.raises(ValueError, match="standard normal"):
+        ZukoFlow(shifted)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: MAF(2, num_layers=2),
+        lambda: SplineFlow(2, num_layers=2),
+        lambda: RealNVP(2, num_layers=2),
+        lambda: ZukoFlow(zuko.flows.NSF(2, transforms=2)),
+    ],
+    ids=["maf", "spline", "realnvp", "zuko_nsf"],
+)
+def test_scoring_the_same_data_tensor_every_step_trains(make) -> None:
+    """torch's transform cache is keyed by tensor identity; full-batch training passes
+    the same tensor at every step. A stale cache would raise (backward through a freed
+    graph) or freeze the loss; each flow() call must start fresh."""
+    pair = FlowModel(make())
+    data = torch.randn(64, 2) * 0.5 + 1.0
+    svi = pyro.infer.SVI(pair.model, pair.guide, pyro.optim.Adam({"lr": 0.02}), Trace_ELBO())
+    first = svi.evaluate_loss(data)
+    losses = [svi.step(data) for _ in range(30)]
+    assert len(set(losses)) == len(losses), "the loss froze"
+    assert svi.evaluate_loss(data) < first
+    # and a distribution still scores its own sample through the cache
+    d = pair.flow()
+    x = d.sample((3,))
+    assert torch.allclose(d.log_prob(x), pair.flow().log_prob(x.clone()), atol=1e-4)

@@ -230,7 +230,7 @@ def test_bits_per_dim_conversion() -> None:
         infer.bits_per_dim(1.0, 0)
 
 
-def _linear_gaussian_pair():  # noqa: ANN202
+def _linear_gaussian_pair():
     """z ~ N(0, 1), x | z ~ N(z, 1), so p(x) = N(0, 2); guide q(z | x) = N(0.3 x, 0.9)."""
 
     def model(x: torch.Tensor) -> None:

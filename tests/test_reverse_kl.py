@@ -23,7 +23,7 @@ def gaussian_log_density(z: torch.Tensor) -> torch.Tensor:
     return -0.5 * torch.einsum("...i,ij,...j->...", z, PRECISION, z)
 
 
-def _elbo(model, guide, num_particles: int = 4000) -> float:  # noqa: ANN001
+def _elbo(model, guide, num_particles: int = 4000) -> float:
     loss = Trace_ELBO(num_particles=num_particles, vectorize_particles=True)
     with torch.no_grad():
         return -loss.loss(model, guide)
@@ -56,7 +56,7 @@ def test_pyro_autonormalizingflow_trains_pyro_dgm_transforms() -> None:
     svi = SVI(model, guide, pyro.optim.Adam({"lr": 1e-2}), Trace_ELBO(num_particles=8))
     first = [svi.step() for _ in range(10)]
     store = pyro.get_param_store()
-    names = [n for n in store.keys() if "transform" in n]
+    names = [n for n in store.get_all_param_names() if "transform" in n]
     assert names, "the flow's parameters are not in the param store"
     before = {n: store[n].detach().clone() for n in names}
     last = [svi.step() for _ in range(300)][-20:]

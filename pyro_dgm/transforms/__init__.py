@@ -59,6 +59,7 @@ from .coupling import (
     random_mask,
 )
 from .linear import InvertibleLinear, invertible_linear
+from .zuko import ConditionalZukoTransform, ConditionedZukoTransform, ZukoTransform, zuko_transform
 
 __all__ = [
     "ActNorm",
@@ -74,6 +75,8 @@ __all__ = [
     "ConditionalRadial",
     "ConditionalSpline",
     "ConditionalSplineAutoregressive",
+    "ConditionalZukoTransform",
+    "ConditionedZukoTransform",
     "Householder",
     "InvertibleLinear",
     "MaskedAffineCoupling",
@@ -84,6 +87,7 @@ __all__ = [
     "SplineAutoregressive",
     "SplineCoupling",
     "Sylvester",
+    "ZukoTransform",
     "actnorm",
     "additive_coupling",
     "affine_autoregressive",
@@ -111,4 +115,5 @@ __all__ = [
     "spline_autoregressive",
     "spline_coupling",
     "sylvester",
+    "zuko_transform",
 ]

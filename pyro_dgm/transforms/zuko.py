@@ -99,8 +99,9 @@ def _zuko_dims(lazy: LazyTransform) -> tuple[int | None, int | None]:
         dims = [_zuko_dims(t) for t in lazy.transforms]
         features = next((f for f, _ in dims if f is not None), None)
         contexts = [c for _, c in dims]
-        if any(c for c in contexts if c):  # some layer needs a context
-            return features, next(c for c in contexts if c)
+        needing = [c for c in contexts if c]  # layers that take a context
+        if needing:
+            return features, needing[0]
         return features, 0 if all(c == 0 for c in contexts) else None
     return None, None
 
@@ -308,12 +309,15 @@ _COSTS = r"""
     ``"iaf"``                 one network pass                :math:`D` sequential passes
     ========================  ==============================  ==============================
 
-    A NAF layer's univariate inverse is a bisection (zuko's ``MonotonicTransform``,
-    25 steps, absolute tolerance about 1e-6), so its slow direction costs
-    :math:`25 D` passes and is accurate to about 1e-6, in float64 too. A coupling
-    layer is one pass both ways. The log-determinant costs one more pass when it
-    is not remembered (see below); a sample scored by the same transform object
-    reuses Pyro's cache, so it never takes the slow direction.
+    A NAF layer's univariate inverse is a bisection on :math:`[-10, 10]` (zuko's
+    ``MonotonicTransform``: 25 steps, absolute tolerance 1e-6), so its slow
+    direction costs :math:`25 D` network calls and is accurate to about 1e-6, in
+    float64 too; a value whose preimage lies outside :math:`[-10, 10]` gets the
+    bound back from zuko, without an error. A coupling layer is one pass both
+    ways. The log-determinant costs one more pass when it is not remembered; a
+    sample scored by the same transform object reuses the cache and never takes
+    the slow direction, unless it was drawn without autograd (``.sample()``) and
+    is scored where a gradient is needed.
 """
 
 
@@ -498,7 +502,9 @@ class ConditionalZukoTransform(ConditionalTransformModule):
         """Bind the context: ``context`` of shape :math:`(*, C)`."""
         if not isinstance(context, Tensor) or context.dim() < 1:
             shape = tuple(context.shape) if isinstance(context, Tensor) else type(context)
-            raise ValueError(f"context: expected a tensor of shape (..., context_dim), got {shape}")
+            raise ValueError(
+                f"context: expected a tensor of shape (..., context_dim), got {shape}"
+            )
         if self._context_dim is not None and context.shape[-1] != self._context_dim:
             raise ValueError(
                 f"context: expected a last dimension of {self._context_dim}, "
