@@ -1,0 +1,102 @@
+r"""Data sets that need no download: 2-D toys, the Rezende & Mohamed energies, digits, MNIST.
+
+Every data set is a :class:`Dataset` (train, validation and test tensors, with labels and
+the number of levels for discrete data). :func:`load` builds one by name, for the CLI.
+
+Example:
+    >>> from pyro_dgm import datasets
+    >>> datasets.load("digits").train.shape
+    torch.Size([1257, 1, 8, 8])
+    >>> datasets.load("two_moons", num_train=500).train.shape
+    torch.Size([500, 2])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .energies import (
+    ENERGY_LOG_Z,
+    ENERGY_NAMES,
+    U1,
+    U2,
+    U3,
+    U4,
+    energy_log_density,
+    log_normalizer,
+)
+from .images import DIGITS_SPLIT, digits, mnist, read_idx, write_idx
+from .splits import Dataset
+from .toys import (
+    TOY_NAMES,
+    checkerboard,
+    eight_gaussians,
+    estimate_toy_entropy,
+    pinwheel,
+    rings,
+    toy,
+    toy_dataset,
+    toy_entropy,
+    toy_log_prob,
+    two_moons,
+    two_spirals,
+)
+
+__all__ = [
+    "DATASET_NAMES",
+    "DIGITS_SPLIT",
+    "ENERGY_LOG_Z",
+    "ENERGY_NAMES",
+    "TOY_NAMES",
+    "U1",
+    "U2",
+    "U3",
+    "U4",
+    "Dataset",
+    "checkerboard",
+    "digits",
+    "eight_gaussians",
+    "energy_log_density",
+    "estimate_toy_entropy",
+    "load",
+    "log_normalizer",
+    "mnist",
+    "pinwheel",
+    "read_idx",
+    "rings",
+    "toy",
+    "toy_dataset",
+    "toy_entropy",
+    "toy_log_prob",
+    "two_moons",
+    "two_spirals",
+    "write_idx",
+]
+
+#: The names :func:`load` accepts.
+DATASET_NAMES = ("digits", "mnist", *TOY_NAMES)
+
+
+def load(name: str, **kwargs: Any) -> Dataset:
+    r"""Builds a data set by name (for the command line).
+
+    Arguments:
+        name: ``"digits"`` (:func:`digits`), ``"mnist"`` (:func:`mnist`, which needs
+            ``path=``), or a toy of :data:`TOY_NAMES` (:func:`toy_dataset`).
+        kwargs: Passed on to that function, e.g. ``seed=1`` or ``num_train=5000``.
+
+    Returns:
+        The :class:`Dataset`.
+
+    Raises:
+        ValueError: If ``name`` is unknown; the message lists the valid names.
+    """
+    if name == "digits":
+        return digits(**kwargs)
+    if name == "mnist":
+        if "path" not in kwargs:
+            raise ValueError("path: load('mnist', path=...) needs the folder of the IDX files")
+        return mnist(**kwargs)
+    if name in TOY_NAMES:
+        return toy_dataset(name, **kwargs)
+    raise ValueError(f"name: expected one of {list(DATASET_NAMES)}, got {name!r}")

@@ -1,0 +1,58 @@
+r"""Variational autoencoders as Pyro model/guide pairs: priors (standard normal, flow,
+VampPrior), posteriors (diagonal Gaussian, IAF, planar, Householder, Sylvester),
+likelihoods (Bernoulli, Gaussian, discretized logistic and its mixture), and
+MLP / convolutional encoders and decoders.
+
+.. code-block:: python
+
+    vae = VAE.for_images((1, 8, 8), latent_dim=16, prior="flow", posterior="iaf",
+                         likelihood="discretized_logistic", num_levels=17)
+    infer.fit(vae.model, vae.guide, digits)
+    infer.importance_log_likelihood(vae.model, vae.guide, digits.test, num_samples=1000)
+"""
+
+from .likelihoods import (
+    LIKELIHOODS,
+    BernoulliLikelihood,
+    DiscretizedLogisticLikelihood,
+    DiscretizedLogisticMixtureLikelihood,
+    GaussianLikelihood,
+    Likelihood,
+)
+from .networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
+from .posteriors import (
+    POSTERIORS,
+    ConditionalSylvester,
+    ConditionedSylvester,
+    FlowPosterior,
+    GaussianPosterior,
+    conditional_sylvester,
+    make_posterior,
+)
+from .priors import PRIORS, StandardNormalPrior, VampPrior, flow_prior
+from .vae import VAE
+
+__all__ = [
+    "LIKELIHOODS",
+    "POSTERIORS",
+    "PRIORS",
+    "VAE",
+    "BernoulliLikelihood",
+    "ConditionalSylvester",
+    "ConditionedSylvester",
+    "ConvDecoder",
+    "ConvEncoder",
+    "DiscretizedLogisticLikelihood",
+    "DiscretizedLogisticMixtureLikelihood",
+    "FlowPosterior",
+    "GaussianLikelihood",
+    "GaussianPosterior",
+    "Likelihood",
+    "MLPDecoder",
+    "MLPEncoder",
+    "StandardNormalPrior",
+    "VampPrior",
+    "conditional_sylvester",
+    "flow_prior",
+    "make_posterior",
+]

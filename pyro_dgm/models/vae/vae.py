@@ -1,0 +1,434 @@
+r"""The variational autoencoder as a Pyro model/guide pair built from swappable parts."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Sequence
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.params import param_with_module_name
+from torch import Tensor, nn
+
+from .likelihoods import (
+    LIKELIHOODS,
+    BernoulliLikelihood,
+    DiscretizedLogisticLikelihood,
+    DiscretizedLogisticMixtureLikelihood,
+    GaussianLikelihood,
+    Likelihood,
+)
+from .networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
+from .posteriors import GaussianPosterior, make_posterior
+from .priors import PRIORS, StandardNormalPrior, VampPrior, flow_prior
+
+__all__ = ["VAE"]
+
+
+def _positive(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+class VAE(nn.Module):
+    r"""A variational autoencoder: the Pyro ``model`` and ``guide`` of a latent variable
+    model, built from a prior, an encoder with a posterior head, a decoder and a
+    likelihood, each swappable.
+
+    .. math:: p(x, z) = p(z)\, p(x \mid z), \qquad
+        \mathcal{L}(x) = \mathbb{E}_{q(z|x)}\big[\log p(x \mid z) + \log p(z)
+        - \log q(z \mid x)\big] \le \log p(x)
+
+    ``model(x)`` draws ``z`` from :attr:`prior` and observes ``x`` under
+    :attr:`likelihood` of :attr:`decoder` ``(z)``; ``guide(x)`` draws ``z`` from
+    :meth:`posterior` ``(x)``. Both put their sites in ``pyro.plate("data")`` over
+    the first dimension of ``x``, their outermost plate, so that
+    :func:`~pyro_dgm.infer.importance_log_likelihood` weights each point on its own
+    (Burda et al.'s bound, :math:`K` up to thousands, chunked). With ``data_size``
+    (which :func:`~pyro_dgm.infer.fit` passes) the plate subsamples: the minibatch
+    ELBO is scaled by ``data_size / len(x)``, an unbiased estimate of the
+    full-data ELBO.
+
+    *KL warm-up.* On gradient passes the latent site is scaled by
+    :math:`\beta` (``poutine.scale`` in the model *and* the guide, so the ELBO
+    becomes :math:`\mathbb{E}\log p(x|z) - \beta\,\mathrm{KL}`): ``beta =
+    kl_weight * min(1, step / warmup_steps)``, where ``step`` counts the model's
+    gradient-enabled calls. Under ``torch.no_grad()`` (validation in ``fit``,
+    ``evaluate_loss``, ``importance_log_likelihood``) :math:`\beta = 1`: what is
+    reported is always the true ELBO.
+
+    *Taking the parts out.* ``vae.prior()`` is a distribution over ``z`` and
+    ``vae.posterior(x)`` the guide's distribution, to use in a model or guide
+    of one's own (register the parameters with ``pyro.module("vae", vae)``).
+
+    Cost per step: one encoder and one decoder pass per point, plus the prior's
+    scoring (one pass per layer for a MAF prior, :math:`K` encoder passes for a
+    VampPrior) and the posterior flow's forward passes.
+
+    References:
+        | Auto-Encoding Variational Bayes (Kingma & Welling, 2014)
+        | https://arxiv.org/abs/1312.6114
+        | Importance Weighted Autoencoders (Burda et al., 2016)
+        | https://arxiv.org/abs/1509.00519
+        | Ladder Variational Autoencoders (Sønderby et al., 2016) (KL warm-up)
+        | https://arxiv.org/abs/1602.02282
+
+    Arguments:
+        encoder: Normalized data ``(N, *event_shape)`` to the context ``(N, context_dim)``.
+        decoder: Latents ``(..., latent_dim)`` to ``(..., *likelihood.param_shape)``.
+        prior: A module whose call returns a distribution over ``(latent_dim,)``:
+            :class:`~.priors.StandardNormalPrior`, a :class:`~pyro_dgm.flows.Flow`
+            (:func:`~.priors.flow_prior`), :class:`~.priors.VampPrior`.
+        posterior: A module from the context to a distribution over ``(latent_dim,)``:
+            :class:`~.posteriors.GaussianPosterior`, :class:`~.posteriors.FlowPosterior`.
+        likelihood: A :class:`~.likelihoods.Likelihood`; its ``event_shape`` is the data's.
+        latent_dim: The latent dimension.
+        kl_weight: :math:`\beta` after warm-up (positive; 1 for the ELBO).
+        warmup_steps: Steps of linear KL warm-up (0: none).
+        name: The name under which ``pyro.module`` registers the parameters.
+
+    Example:
+        >>> vae = VAE.for_images((1, 8, 8), latent_dim=4, prior="flow", posterior="iaf")
+        >>> x = torch.randint(0, 2, (5, 1, 8, 8))
+        >>> loss = pyro.infer.Trace_ELBO().differentiable_loss(vae.model, vae.guide, x)
+        >>> vae.sample(3).shape
+        torch.Size([3, 1, 8, 8])
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        prior: nn.Module,
+        posterior: nn.Module,
+        likelihood: Likelihood,
+        latent_dim: int,
+        *,
+        kl_weight: float = 1.0,
+        warmup_steps: int = 0,
+        name: str = "vae",
+    ) -> None:
+        super().__init__()
+        for arg, value in (("encoder", encoder), ("decoder", decoder), ("prior", prior),
+                           ("posterior", posterior)):
+            if not isinstance(value, nn.Module):
+                raise ValueError(
+                    f"{arg} must be a torch nn.Module (so that its parameters are trained), "
+                    f"got {type(value).__name__}"
+                )
+        if not isinstance(likelihood, Likelihood):
+            raise ValueError(f"likelihood must be a Likelihood, got {type(likelihood).__name__}")
+        self.latent_dim = _positive(latent_dim, "latent_dim")
+        self.encoder = encoder
+        self.decoder = decoder
+        self.prior = prior
+        self.variational = posterior
+        self.likelihood = likelihood
+        self.event_shape = likelihood.event_shape
+        self.kl_weight = kl_weight
+        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be an integer >= 0, got {warmup_steps!r}")
+        self.warmup_steps = warmup_steps
+        self.num_steps = 0
+        self.name = name
+        post_dim = getattr(posterior, "latent_dim", latent_dim)
+        if post_dim != latent_dim:
+            raise ValueError(f"posterior has latent_dim {post_dim}, expected {latent_dim}")
+        with torch.no_grad():
+            p = prior()
+        if not isinstance(p, torch.distributions.Distribution) or p.batch_shape != () or (
+            p.event_shape != (latent_dim,)
+        ):
+            raise ValueError(
+                f"prior() must return a distribution with batch shape () and event shape "
+                f"({latent_dim},), got {p!r:.120}"
+            )
+
+    # -- settings --------------------------------------------------------------
+    @property
+    def kl_weight(self) -> float:
+        r""":math:`\beta` after warm-up (the weight of the latent site on gradient passes)."""
+        return self._kl_weight
+
+    @kl_weight.setter
+    def kl_weight(self, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ValueError(f"kl_weight must be a positive number, got {value!r}")
+        self._kl_weight = float(value)
+
+    @property
+    def current_kl_weight(self) -> float:
+        """The weight the next pass applies: 1 without gradients, else the warm-up's."""
+        if not torch.is_grad_enabled():
+            return 1.0
+        ramp = min(1.0, (self.num_steps + 1) / self.warmup_steps) if self.warmup_steps else 1.0
+        return self._kl_weight * ramp
+
+    @property
+    def num_dims(self) -> int:
+        """Dimensions of one data point (for bits/dim)."""
+        return math.prod(self.event_shape)
+
+    def _dtype(self) -> torch.dtype:
+        for p in self.parameters():
+            return p.dtype
+        return torch.get_default_dtype()
+
+    # -- the pair --------------------------------------------------------------
+    def _check_data(self, x: Tensor) -> None:
+        if not isinstance(x, Tensor):
+            raise ValueError(f"x must be a Tensor, got {type(x).__name__}")
+        if x.dim() != 1 + len(self.event_shape) or x.shape[1:] != self.event_shape or not len(x):
+            raise ValueError(
+                f"x must have shape (N, {', '.join(map(str, self.event_shape))}) with N >= 1, "
+                f"got {tuple(x.shape)}"
+            )
+        self.likelihood.check(x)
+
+    def _plate(self, x: Tensor, data_size: int | None) -> pyro.plate:
+        n = x.shape[0]
+        if data_size is None:
+            return pyro.plate("data", n)
+        if isinstance(data_size, bool) or not isinstance(data_size, int) or data_size < n:
+            raise ValueError(
+                f"data_size must be an integer >= the batch size {n}, got {data_size!r}"
+            )
+        return pyro.plate("data", size=data_size, subsample=torch.arange(n, device=x.device))
+
+    def _latent_scale(self) -> contextlib.AbstractContextManager:
+        weight = self.current_kl_weight
+        return poutine.scale(scale=weight) if weight != 1.0 else contextlib.nullcontext()
+
+    def _register(self) -> None:
+        """``pyro.module(name, self)``, refusing a param store that holds another module's
+        tensors under the same names (Pyro would train those, silently, instead of ours)."""
+        pyro.module(self.name, self)
+        store = pyro.get_param_store()
+        for param_name, p in self.named_parameters():
+            if p.requires_grad and store[param_with_module_name(self.name, param_name)] is not p:
+                raise ValueError(
+                    f"the param store holds a different tensor named "
+                    f"{param_with_module_name(self.name, param_name)!r} (from another module "
+                    f"registered as {self.name!r}): call pyro.clear_param_store() or give this "
+                    "VAE another name"
+                )
+
+    def model(self, x: Tensor, data_size: int | None = None) -> Tensor:
+        """The generative model: ``z ~ prior``, ``x ~ likelihood(decoder(z))``; returns ``z``."""
+        self._check_data(x)
+        self._register()
+        with self._plate(x, data_size):
+            with self._latent_scale():
+                z = pyro.sample("z", self.prior())
+            obs = self.likelihood.observe(x, self._dtype())
+            pyro.sample("x", self.decode(z), obs=obs)
+        if torch.is_grad_enabled():
+            self.num_steps += 1
+        return z
+
+    def guide(self, x: Tensor, data_size: int | None = None) -> Tensor:
+        """The amortized guide: ``z ~ posterior(x)``; returns ``z``."""
+        self._check_data(x)
+        self._register()
+        with self._plate(x, data_size), self._latent_scale():
+            return pyro.sample("z", self.posterior(x))
+
+    # -- the parts ---------------------------------------------------------------
+    def posterior(self, x: Tensor) -> dist.TorchDistribution:
+        r"""The guide's distribution :math:`q(z \mid x)`, batch shape ``(N,)``."""
+        self._check_data(x)
+        return self.variational(self.encoder(self.likelihood.normalize(x, self._dtype())))
+
+    def decode(self, z: Tensor) -> dist.TorchDistribution:
+        r""":math:`p(x \mid z)` for latents ``(..., latent_dim)``."""
+        return self.likelihood(self.decoder(z))
+
+    @torch.no_grad()
+    def sample(self, num_samples: int) -> Tensor:
+        """Draw data points from the model, ``(num_samples, *event_shape)``."""
+        z = self.prior().sample((_positive(num_samples, "num_samples"),))
+        return self.decode(z).sample()
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        r"""The mean of :math:`p(x \mid z)` at one draw :math:`z \sim q(z \mid x)`."""
+        return self.decode(self.posterior(x).sample()).mean
+
+    # -- ready-made ----------------------------------------------------------------
+    @classmethod
+    def for_images(
+        cls,
+        image_shape: Sequence[int],
+        latent_dim: int = 16,
+        *,
+        prior: str | nn.Module = "normal",
+        posterior: str | nn.Module = "gaussian",
+        likelihood: str | Likelihood = "bernoulli",
+        num_levels: int | None = None,
+        channels: int = 32,
+        context_dim: int = 128,
+        prior_layers: int = 4,
+        posterior_steps: int = 4,
+        flow_hidden_dims: Sequence[int] | None = None,
+        num_pseudo_inputs: int = 50,
+        num_components: int = 5,
+        kl_weight: float = 1.0,
+        warmup_steps: int = 0,
+        name: str = "vae",
+    ) -> VAE:
+        r"""A VAE for images ``(C, H, W)`` with a :class:`~.networks.ConvEncoder` and
+        :class:`~.networks.ConvDecoder` (8x8 digits, 28x28 MNIST, ...).
+
+        Arguments:
+            image_shape: ``(C, H, W)``.
+            latent_dim: The latent dimension.
+            prior: ``"normal"``, ``"flow"`` (MAF, ``prior_layers`` layers), ``"vamp"``
+                (``num_pseudo_inputs`` pseudo-inputs), or a prior module.
+            posterior: ``"gaussian"``, ``"iaf"``, ``"planar"``, ``"householder"``,
+                ``"sylvester"`` (``posterior_steps`` steps), or a posterior module
+                taking a context of size ``context_dim``.
+            likelihood: ``"bernoulli"``, ``"gaussian"``, ``"discretized_logistic"``,
+                ``"discretized_logistic_mixture"`` (``num_components`` components),
+                or a :class:`~.likelihoods.Likelihood`.
+            num_levels: :math:`L` for the discretized likelihoods.
+            channels: Channels of the first convolution.
+            context_dim: The size of the encoder's context :math:`h`.
+            prior_layers: Layers of the flow prior.
+            posterior_steps: Steps of a flow posterior.
+            flow_hidden_dims: Hidden sizes of the flows' networks.
+            num_pseudo_inputs: The VampPrior's :math:`K`.
+            num_components: Components of the mixture likelihood.
+            kl_weight: :math:`\beta` after warm-up.
+            warmup_steps: Steps of KL warm-up.
+            name: The ``pyro.module`` name.
+        """
+        shape = torch.Size(image_shape)
+        if len(shape) != 3:
+            raise ValueError(f"image_shape must be (C, H, W), got {tuple(shape)}")
+        lik = _make_likelihood(likelihood, shape, num_levels, num_components)
+        encoder = ConvEncoder(shape, channels, context_dim)
+        decoder = ConvDecoder(latent_dim, lik.param_shape, channels)
+        return cls._assemble(
+            encoder, decoder, lik, latent_dim, prior, posterior, prior_layers, posterior_steps,
+            flow_hidden_dims, num_pseudo_inputs, kl_weight, warmup_steps, name,
+        )
+
+    @classmethod
+    def for_vectors(
+        cls,
+        input_dim: int,
+        latent_dim: int = 2,
+        *,
+        hidden_dims: Sequence[int] = (128, 128),
+        prior: str | nn.Module = "normal",
+        posterior: str | nn.Module = "gaussian",
+        likelihood: str | Likelihood = "gaussian",
+        num_levels: int | None = None,
+        prior_layers: int = 4,
+        posterior_steps: int = 4,
+        flow_hidden_dims: Sequence[int] | None = None,
+        num_pseudo_inputs: int = 50,
+        num_components: int = 5,
+        kl_weight: float = 1.0,
+        warmup_steps: int = 0,
+        name: str = "vae",
+    ) -> VAE:
+        r"""A VAE for vectors ``(D,)`` with an :class:`~.networks.MLPEncoder` (layers
+        ``hidden_dims``, the last being the context size) and a mirrored
+        :class:`~.networks.MLPDecoder`. The other arguments are those of
+        :meth:`for_images`.
+        """
+        d = _positive(input_dim, "input_dim")
+        lik = _make_likelihood(likelihood, torch.Size([d]), num_levels, num_components)
+        encoder = MLPEncoder(d, hidden_dims)
+        decoder = MLPDecoder(latent_dim, lik.param_shape, list(hidden_dims)[::-1])
+        return cls._assemble(
+            encoder, decoder, lik, latent_dim, prior, posterior, prior_layers, posterior_steps,
+            flow_hidden_dims, num_pseudo_inputs, kl_weight, warmup_steps, name,
+        )
+
+    @classmethod
+    def _assemble(
+        cls,
+        encoder: nn.Module,
+        decoder: nn.Module,
+        likelihood: Likelihood,
+        latent_dim: int,
+        prior: str | nn.Module,
+        posterior: str | nn.Module,
+        prior_layers: int,
+        posterior_steps: int,
+        flow_hidden_dims: Sequence[int] | None,
+        num_pseudo_inputs: int,
+        kl_weight: float,
+        warmup_steps: int,
+        name: str,
+    ) -> VAE:
+        if isinstance(posterior, str):
+            posterior = make_posterior(
+                posterior, encoder.context_dim, latent_dim, posterior_steps, flow_hidden_dims
+            )
+        if isinstance(prior, str):
+            if prior not in PRIORS:
+                raise ValueError(f"prior must be one of {', '.join(PRIORS)}; got {prior!r}")
+            if prior == "normal":
+                prior = StandardNormalPrior(latent_dim)
+            elif prior == "flow":
+                prior = flow_prior(latent_dim, "maf", prior_layers, flow_hidden_dims)
+            else:
+                if not isinstance(posterior, GaussianPosterior):
+                    raise ValueError(
+                        "prior='vamp' needs a posterior with a Gaussian stage "
+                        f"(GaussianPosterior or FlowPosterior), got {type(posterior).__name__}"
+                    )
+                k, shape = num_pseudo_inputs, encoder.input_shape
+                init = (
+                    torch.randn(k, *shape)
+                    if isinstance(likelihood, GaussianLikelihood)
+                    else torch.rand(k, *shape)
+                )
+                prior = VampPrior(encoder, posterior, k, shape, init=init)
+        return cls(
+            encoder, decoder, prior, posterior, likelihood, latent_dim,
+            kl_weight=kl_weight, warmup_steps=warmup_steps, name=name,
+        )
+
+
+def _make_likelihood(
+    spec: str | Likelihood,
+    event_shape: torch.Size,
+    num_levels: int | None,
+    num_components: int,
+) -> Likelihood:
+    if isinstance(spec, Likelihood):
+        if spec.event_shape != event_shape:
+            raise ValueError(
+                f"likelihood has event shape {tuple(spec.event_shape)}, expected "
+                f"{tuple(event_shape)}"
+            )
+        return spec
+    if spec not in LIKELIHOODS:
+        raise ValueError(f"likelihood must be one of {', '.join(LIKELIHOODS)}; got {spec!r}")
+    if spec == "bernoulli":
+        if num_levels not in (None, 2):
+            raise ValueError(
+                f"likelihood='bernoulli' is for binary data (num_levels 2 or None), got "
+                f"num_levels={num_levels!r}"
+            )
+        return BernoulliLikelihood(event_shape)
+    if spec == "gaussian":
+        if num_levels is not None:
+            raise ValueError(
+                f"likelihood='gaussian' is for real data, got num_levels={num_levels!r}; use "
+                "'discretized_logistic' for integer levels"
+            )
+        return GaussianLikelihood(event_shape)
+    if num_levels is None:
+        raise ValueError(f"likelihood={spec!r} needs num_levels (e.g. 17 for digits, 256 for 8 bits)")
+    if spec == "discretized_logistic":
+        return DiscretizedLogisticLikelihood(event_shape, num_levels)
+    return DiscretizedLogisticMixtureLikelihood(event_shape, num_levels, num_components)
