@@ -496,6 +496,8 @@ def main() -> None:
           f"patience {args.patience} epochs, budget {args.budget:g} s per contender")
     print(f"data: toy_dataset(num_train={args.num_train}, num_validation={args.num_validation}, "
           f"num_test={args.num_test}, seed={args.data_seed})")
+    # torch imports its compiler stack with the first optimizer (seconds): no contender's cost
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
     seed_all(args.seed)
     stack, _ = pyro_aaf(args)
     print("Pyro AAF autoregressive orders per layer (random, seeded): "

@@ -15,7 +15,7 @@ import torch
 from pyro import poutine
 from pyro.infer import ELBO, Trace_ELBO
 from torch import Tensor
-from tqdm.auto import tqdm
+from tqdm import tqdm  # plain tqdm: tqdm.auto warns in notebooks without ipywidgets
 
 from .checkpoint import load_checkpoint, save_checkpoint
 
