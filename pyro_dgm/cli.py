@@ -77,7 +77,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _data_names() -> list[str]:
-    return list(datasets.TOY_NAMES)
+    return [name for name in datasets.DATASET_NAMES if name != "mnist"]
+
+
+def _entropy(name: str) -> float | None:
+    name = datasets.ALIASES.get(name, name)
+    return datasets.toy_entropy(name) if name in datasets.TOY_NAMES else None
 
 
 def _plot_report(
@@ -167,9 +172,7 @@ def run_fit(args: argparse.Namespace) -> dict[str, Any]:
         "test_nll_nats": -test.nats,
         "test_nll_stderr": test.stderr,
         "bound": test.bound,
-        "data_entropy_nats": datasets.toy_entropy(args.data)
-        if args.data in datasets.TOY_NAMES
-        else None,
+        "data_entropy_nats": _entropy(args.data),
         "epochs_run": len(history.epoch),
         "best_epoch": history.best_epoch,
         "best_validation_nll_nats": history.best_validation_loss,

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from scipy import integrate, special, stats
+from scipy import integrate, special
 
 from pyro_dgm import datasets
 from pyro_dgm.datasets import (
@@ -178,7 +178,7 @@ def test_toy_log_prob_is_the_density_of_the_samples(
 
 
 def test_checkerboard_log_prob() -> None:
-    x = torch.tensor([[0.5, 0.5], [0.5, 2.5], [-3.0, -3.0], [4.5, 0.0], [-2.5, 1.0]])
+    x = torch.tensor([[0.5, 0.5], [0.5, 2.5], [-3.0, -3.0], [4.5, 0.0], [-1.5, 1.0]])
     expected = [-math.log(32), -math.inf, -math.log(32), -math.inf, -math.inf]
     assert toy_log_prob("checkerboard", x).tolist() == pytest.approx(expected)
 
@@ -194,34 +194,35 @@ def test_toy_log_prob_shapes_and_errors() -> None:
         toy_log_prob("rings", torch.full((1, 2), math.nan))
 
 
-def _moons_density_quad(x: np.ndarray) -> float:
+def _moons_density_quad(x: tuple[float, float]) -> float:
     # independent: scipy's adaptive quadrature of (1/2)(1/pi) N(x; c_m(t), 0.1^2 I) over t
     def f(t: float, m: int) -> float:
-        c = (np.cos(t), np.sin(t)) if m == 0 else (1 - np.cos(t), 0.5 - np.sin(t))
-        return stats.norm.pdf(x[0], c[0], 0.1) * stats.norm.pdf(x[1], c[1], 0.1) / (2 * np.pi)
+        c = (math.cos(t), math.sin(t)) if m == 0 else (1 - math.cos(t), 0.5 - math.sin(t))
+        sq = (x[0] - c[0]) ** 2 + (x[1] - c[1]) ** 2
+        return math.exp(-sq / 0.02) / (2 * math.pi * 0.01) / (2 * math.pi)
 
-    edges = np.linspace(0, np.pi, 21)
+    edges = np.linspace(0, np.pi, 9)
     return sum(
-        integrate.quad(f, a, b, args=(m,), epsabs=0, epsrel=1e-10)[0]
+        integrate.quad(f, a, b, args=(m,), epsabs=1e-15, epsrel=1e-9, limit=200)[0]
         for m in (0, 1)
         for a, b in itertools.pairwise(edges)
     )
 
 
-def _spirals_density_quad(x: np.ndarray) -> float:
+def _spirals_density_quad(x: tuple[float, float]) -> float:
     # independent: p(x) = 1/2 sum_s int p(n) prod_i q(s x_i - c_i(n)/3) dn, with p(n) = 2n/(3pi)^2
     # and q the density of U(0, 1/6) + N(0, 0.1^2), integrated by scipy's adaptive quadrature
-    def q(e: float) -> float:
-        return 6 * (stats.norm.cdf(e / 0.1) - stats.norm.cdf((e - 1 / 6) / 0.1))
+    def q(e: float) -> float:  # 6 (Phi(e / 0.1) - Phi((e - 1/6) / 0.1))
+        r = 0.1 * math.sqrt(2)
+        return 3 * (math.erfc((e - 1 / 6) / r) - math.erfc(e / r))
 
     def f(n: float, s: float) -> float:
-        c = np.array([-n * np.cos(n), n * np.sin(n)]) / 3
-        e = s * x - c
-        return 2 * n / (3 * np.pi) ** 2 * q(e[0]) * q(e[1])
+        c0, c1 = -n * math.cos(n) / 3, n * math.sin(n) / 3
+        return 2 * n / (3 * math.pi) ** 2 * q(s * x[0] - c0) * q(s * x[1] - c1)
 
-    edges = np.linspace(0, 3 * np.pi, 121)
+    edges = np.linspace(0, 3 * np.pi, 61)
     return 0.5 * sum(
-        integrate.quad(f, a, b, args=(s,), epsabs=0, epsrel=1e-10)[0]
+        integrate.quad(f, a, b, args=(s,), epsabs=1e-15, epsrel=1e-9, limit=200)[0]
         for s in (1.0, -1.0)
         for a, b in itertools.pairwise(edges)
     )
@@ -235,7 +236,7 @@ def test_quadrature_densities_against_scipy() -> None:
         x = toy(name, 4, seed=2, dtype=torch.float64)
         x = torch.cat([x, torch.tensor([[0.0, 0.0], [0.3, -0.2]], dtype=torch.float64)])
         ours = toy_log_prob(name, x)
-        ref = torch.tensor([math.log(reference(p)) for p in x.numpy()], dtype=torch.float64)
+        ref = torch.tensor([math.log(reference(p)) for p in x.tolist()], dtype=torch.float64)
         assert torch.allclose(ours, ref, atol=1e-4, rtol=0), (name, ours - ref)
 
 
@@ -265,11 +266,11 @@ def test_rings_bessel_form_against_angle_quadrature() -> None:
 def test_entropy_estimate_agrees_with_hard_coded(name: str, n: int) -> None:
     h, se = estimate_toy_entropy(name, n, seed=77)
     if name == "checkerboard":
-        assert se == 0 and h == pytest.approx(math.log(32), abs=1e-12)
+        assert se < 1e-12 and h == pytest.approx(math.log(32), abs=1e-12)
         assert toy_entropy(name) == pytest.approx(math.log(32), abs=1e-12)
     else:
         assert 0 < se < 0.02
-        assert abs(h - toy_entropy(name)) < 4 * math.hypot(se, 0.0011), (h, se)
+        assert abs(h - toy_entropy(name)) < 4 * math.hypot(se, 0.001), (h, se)
 
 
 def test_eight_gaussians_entropy_below_the_no_overlap_value() -> None:

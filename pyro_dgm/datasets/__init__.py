@@ -43,6 +43,7 @@ from .toys import (
 )
 
 __all__ = [
+    "ALIASES",
     "DATASET_NAMES",
     "DIGITS_SPLIT",
     "ENERGY_LOG_Z",
@@ -73,8 +74,11 @@ __all__ = [
     "write_idx",
 ]
 
+#: Short names :func:`load` also accepts (the command line's ``--data moons``).
+ALIASES = {"moons": "two_moons", "spirals": "two_spirals", "8gaussians": "eight_gaussians"}
+
 #: The names :func:`load` accepts.
-DATASET_NAMES = ("digits", "mnist", *TOY_NAMES)
+DATASET_NAMES = ("digits", "mnist", *TOY_NAMES, *ALIASES)
 
 
 def load(name: str, **kwargs: Any) -> Dataset:
@@ -91,6 +95,7 @@ def load(name: str, **kwargs: Any) -> Dataset:
     Raises:
         ValueError: If ``name`` is unknown; the message lists the valid names.
     """
+    name = ALIASES.get(name, name)
     if name == "digits":
         return digits(**kwargs)
     if name == "mnist":

@@ -36,9 +36,10 @@ __all__ = [
 ENERGY_NAMES = ("U1", "U2", "U3", "U4")
 
 # log Z = log int exp(-U(z)) dz: U1 over the plane, U2-U4 over the box [-4, 4]^2.
-# Computed by log_normalizer(name, steps=4001) (trapezoid, float64; 2001 nodes changes them by
-# < 2e-7, and a box of half side 6 changes U1's by 1e-8), and checked in the tests against an independent integration (polar
-# Gauss-Legendre for U1; for U2-U4 the z2 integral in closed form, then scipy.quad in z1).
+# Computed by log_normalizer(name, steps=4001) (trapezoid, float64; 2001 nodes change them by
+# < 2e-7, and a box of half side 6 changes U1's by 1e-8), and checked in the tests against an
+# independent integration (polar Gauss-Legendre for U1; for U2-U4 the z2 integral in closed
+# form, then scipy.integrate.quad in z1).
 # design.md gives 1.8775, 2.083, 2.642, 2.685 (its U2 figure is 0.0009 high).
 ENERGY_LOG_Z: dict[str, float] = {
     "U1": 1.87750,  # over the plane (the mass outside [-4, 4]^2 is 1e-8 of Z)
