@@ -12,9 +12,15 @@ data, with the bound named:
   (a MADE giving each pixel a mixture of discretized logistics given the previous
   pixels): exact log-likelihoods.
 
-The flow is chosen by ``--flow`` (default ``maf``: pyro_dgm's MAF on the 64 flattened
-logits, scoring data in one pass per layer); every option builds the same flow for
-both dequantizations.
+The flow is chosen by ``--flow``; every option builds the same flow for both
+dequantizations, on the 64 flattened pixels with RealNVP's logit pre-processing
+(``alpha=0.05`` keeps the logits in [-2.94, 2.94], inside the splines' [-5, 5]). The
+default is zuko's neural spline flow (``ZukoFlow(zuko.flows.NSF(64, transforms=5,
+hidden_features=[128, 128]))``, scoring data in one pass per layer): in short runs with
+the same budget (45 s, 1 thread, a loaded machine) it reached 2.03 bits/dim (IWAE, K=100)
+with uniform dequantization, against 2.15 for pyro_dgm's MAF (5 layers of 128 or 256
+units) and 2.19 for RealNVP (10 couplings of 128 units), which overfit within ~50 epochs
+on the 1,257 training images; lr 2e-3 beat 1e-3 (1.97 against 1.99 in 60 s).
 
     python benchmarks/dequantization.py                 # the full run (--budget 120, K=1000)
     python benchmarks/dequantization.py --budget 5      # smoke test (K=10 below 60 s budgets)
@@ -178,11 +184,11 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=120.0, help="training seconds each")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--flow", default="maf", choices=["maf", "realnvp", "glow", "nsf"])
+    parser.add_argument("--flow", default="nsf", choices=["maf", "realnvp", "glow", "nsf"])
     parser.add_argument("--layers", type=int, default=5)
-    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--alpha", type=float, default=0.05, help="logit margin")
-    parser.add_argument("--lr", type=float, default=1e-3, help="flows' learning rate")
+    parser.add_argument("--lr", type=float, default=2e-3, help="flows' learning rate")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--patience", type=int, default=30)
     parser.add_argument("--num-samples", type=int, default=None, help="K of the IWAE bound")
@@ -280,13 +286,14 @@ def main() -> None:
         )
     named = {key: r for key, r in zip(chosen, results, strict=True)}
     if "uniform" in named and "variational" in named:
-        gain = (
-            named["uniform"].bounds[-1].bits_per_dim - named["variational"].bounds[-1].bits_per_dim
-        )
-        print(
-            f"\nvariational below uniform by {gain:.4f} bits/dim ({named['uniform'].bounds[-1].bound}; "
-            "issue target >= 0.05)"
-        )
+        uniform, variational = named["uniform"].bounds, named["variational"].bounds
+        print()
+        for i, label in ((-1, uniform[-1].bound), (0, "ELBO")):
+            gain = uniform[i].bits_per_dim - variational[i].bits_per_dim
+            print(
+                f"variational below uniform by {gain:.4f} bits/dim "
+                f"({label}; issue target >= 0.05 with the IWAE bound)"
+            )
     print(f"best {best:.4f} bits/dim (issue target < 1.85 in 120 s on 2 cores)")
 
 

@@ -22,7 +22,7 @@ import pyro
 import torch
 import zuko
 
-from . import __version__, datasets, flows, infer
+from . import __version__, datasets, flows, infer, models
 from .models import FlowModel
 
 __all__ = ["FLOW_BUILDERS", "main", "run_fit"]
@@ -69,6 +69,15 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--hidden", type=int, default=64, help="hidden units per layer")
     fit.add_argument("--patience", type=int, default=15, help="early-stopping patience (epochs)")
     fit.add_argument("--max-seconds", type=float, default=None, help="training time budget")
+    fit.add_argument(
+        "--dequantization",
+        choices=sorted(models.DEQUANTIZATIONS),
+        default=None,
+        help="for discrete data (digits): uniform or variational (default uniform)",
+    )
+    fit.add_argument(
+        "--num-samples", type=int, default=1000, help="K of the importance-weighted test bound"
+    )
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     fit.add_argument("--out", type=Path, default=None, help="report folder (runs/DATA-MODEL)")
@@ -86,7 +95,7 @@ def _entropy(name: str) -> float | None:
 
 
 def _plot_report(
-    out: Path, pair: FlowModel, data: datasets.Dataset, history: infer.History, title: str
+    out: Path, pair: Any, data: datasets.Dataset, history: infer.History, title: str
 ) -> list[str]:
     import matplotlib
 
@@ -103,6 +112,15 @@ def _plot_report(
     plt.close(fig)
     written.append("training_curve.png")
 
+    if data.num_levels is not None and len(data.event_shape) == 3:
+        fig, axes = plt.subplots(1, 2, figsize=(8, 4.5))
+        plots.image_grid(data.test[:36], num_levels=data.num_levels, ax=axes[0], title="test data")
+        plots.image_grid(pair.sample(36), num_levels=data.num_levels, ax=axes[1], title="samples")
+        fig.suptitle(title)
+        fig.tight_layout()
+        fig.savefig(out / "samples.png", dpi=120)
+        plt.close(fig)
+        written.append("samples.png")
     if data.event_shape == (2,):
         fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
         flow_dist = pair.flow()
@@ -133,14 +151,21 @@ def run_fit(args: argparse.Namespace) -> dict[str, Any]:
     pyro.set_rng_seed(args.seed)
     pyro.clear_param_store()
     data = datasets.load(args.data)
-    if data.num_levels is not None:
-        raise ValueError(
-            f"--data {args.data} is discrete ({data.num_levels} levels): the flow models here "
-            f"take continuous data; choose one of {', '.join(_data_names())}"
-        )
     dim = math.prod(data.event_shape)
-    pair = FlowModel(FLOW_BUILDERS[args.model](dim, args))
-    out = args.out or Path("runs") / f"{args.data}-{args.model}"
+    flow = FLOW_BUILDERS[args.model](dim, args)
+    if data.num_levels is None:
+        if args.dequantization is not None:
+            raise ValueError(
+                f"--dequantization is for discrete data; --data {args.data} is continuous"
+            )
+        pair: Any = FlowModel(flow)
+    else:
+        kind = args.dequantization or "uniform"
+        pair = models.DEQUANTIZATIONS[kind](flow, data.num_levels, event_shape=data.event_shape)
+    run_name = f"{args.data}-{args.model}" + (
+        f"-{args.dequantization or 'uniform'}" if data.num_levels is not None else ""
+    )
+    out = args.out or Path("runs") / run_name
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / "checkpoint.pt"
     if checkpoint.exists():
@@ -160,11 +185,20 @@ def run_fit(args: argparse.Namespace) -> dict[str, Any]:
         progress=not args.quiet,
     )
     seconds = time.perf_counter() - start
-    test = infer.log_likelihood(pair.model, pair.guide, data.test)
+    if data.num_levels is None:
+        test = infer.log_likelihood(pair.model, pair.guide, data.test)
+        bounds = {test.bound: test}
+    else:  # discrete data: the ELBO and the importance-weighted bound, both named
+        elbo = infer.log_likelihood(pair.model, pair.guide, data.test, num_particles=10)
+        iwae = infer.importance_log_likelihood(
+            pair.model, pair.guide, data.test, num_samples=args.num_samples
+        ).summary()
+        test, bounds = iwae, {elbo.bound: elbo, iwae.bound: iwae}
     metrics: dict[str, Any] = {
         "command": "fit",
         "data": args.data,
         "model": args.model,
+        "dequantization": None if data.num_levels is None else args.dequantization or "uniform",
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "num_train": len(data.train),
         "num_validation": len(data.validation),
@@ -172,6 +206,11 @@ def run_fit(args: argparse.Namespace) -> dict[str, Any]:
         "test_nll_nats": -test.nats,
         "test_nll_stderr": test.stderr,
         "bound": test.bound,
+        "test_bits_per_dim": test.bits_per_dim if data.num_levels is not None else None,
+        "bounds": {
+            name: {"nll_nats": -b.nats, "stderr": b.stderr, "bits_per_dim": b.bits_per_dim}
+            for name, b in bounds.items()
+        },
         "data_entropy_nats": _entropy(args.data),
         "epochs_run": len(history.epoch),
         "best_epoch": history.best_epoch,
@@ -182,7 +221,9 @@ def run_fit(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "versions": _versions(),
     }
-    title = f"{args.model} on {args.data}: test NLL {-test.nats:.3f} nats"
+    title = f"{args.model} on {args.data}: test NLL {-test.nats:.3f} nats ({test.bound})"
+    if data.num_levels is not None:
+        title = f"{args.model} on {args.data}: {test.bits_per_dim:.3f} bits/dim ({test.bound})"
     metrics["figures"] = _plot_report(out, pair, data, history, title)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return metrics | {"out": str(out)}
@@ -196,8 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"pyro-dgm: error: {error}", file=sys.stderr)
         return 2
-    entropy = metrics["data_entropy_nats"]
+    entropy, bpd = metrics["data_entropy_nats"], metrics["test_bits_per_dim"]
     floor = f" (data entropy {entropy:.3f})" if entropy is not None else ""
+    floor += f", {bpd:.4f} bits/dim" if bpd is not None else ""
     print(
         f"{metrics['model']} on {metrics['data']}: test NLL {metrics['test_nll_nats']:.4f} "
         f"± {metrics['test_nll_stderr']:.4f} nats ({metrics['bound']}){floor}, "

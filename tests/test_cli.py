@@ -37,3 +37,21 @@ def test_unknown_data_is_a_clear_error(tmp_path, capsys) -> None:
 def test_unknown_model_is_rejected_by_the_parser() -> None:
     with pytest.raises(SystemExit):
         cli.main(["fit", "--model", "nope"])
+
+
+def test_fit_digits_with_dequantization_reports_bits_per_dim(tmp_path) -> None:
+    out = tmp_path / "digits"
+    argv = ["fit", "--data", "digits", "--model", "realnvp", "--dequantization", "variational"]
+    argv += ["--epochs", "1", "--num-layers", "1", "--hidden", "16", "--num-samples", "4"]
+    assert cli.main([*argv, "--out", str(out), "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dequantization"] == "variational" and metrics["bound"] == "IWAE(K=4)"
+    assert set(metrics["bounds"]) == {"ELBO(particles=10)", "IWAE(K=4)"}
+    assert 0 < metrics["test_bits_per_dim"] < 20
+    assert (out / "samples.png").exists()
+
+
+def test_dequantization_of_continuous_data_is_an_error(tmp_path, capsys) -> None:
+    argv = ["fit", "--data", "moons", "--dequantization", "uniform", "--out", str(tmp_path)]
+    assert cli.main(argv) == 2
+    assert "continuous" in capsys.readouterr().err

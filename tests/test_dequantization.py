@@ -416,6 +416,19 @@ def test_data_dtypes_and_event_shapes() -> None:
     assert torch.allclose(values[0], expected, atol=1e-5)
 
 
+def test_fixed_distribution_as_density() -> None:
+    """A plain Distribution is a density with no parameters: same joint as the Flow
+    with no layers (a standard normal)."""
+    y, u = torch.randint(0, 4, (6, 2)), torch.rand(6, 2)
+    values = []
+    for density in (dist.Normal(torch.zeros(2), 1.0).to_event(1), Flow([], event_shape=(2,))):
+        pair = UniformDequantization(density, 4)
+        trace = poutine.trace(poutine.condition(pair.model, data={"u": u})).get_trace(y)
+        trace.compute_log_prob()
+        values.append(trace.nodes["w"]["log_prob"])
+    assert torch.allclose(values[0], values[1])
+
+
 def test_maf_density_and_variational_guide_run_in_float64() -> None:
     pair = VariationalDequantization(MAF(3, num_layers=2), 5, context_dim=4).double()
     y = torch.randint(0, 5, (6, 3))
@@ -478,6 +491,11 @@ def test_bad_data_in_evaluation(pair: UniformDequantization) -> None:
         (lambda: UniformDequantization(RealNVP(4), 17, event_shape=(1, 3, 3)), "same number"),
         (lambda: UniformDequantization(RealNVP(4, context_dim=2), 17), "unconditional"),
         (lambda: UniformDequantization("flow", 17), "nn.Module"),
+        (
+            lambda: UniformDequantization(dist.Normal(torch.zeros(3, 4), 1.0).to_event(1), 17),
+            r"batch shape \(3,\)",
+        ),
+        (lambda: UniformDequantization(dist.Normal(0.0, 1.0), 17), "non-empty event shape"),
         (lambda: UniformDequantization(RealNVP(4), 17, alpha=0.5), "alpha"),
         (
             lambda: VariationalDequantization(
@@ -492,3 +510,31 @@ def test_bad_data_in_evaluation(pair: UniformDequantization) -> None:
 def test_bad_construction(build: callable, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         build()
+
+
+
+def test_samples_are_levels_whose_frequencies_follow_the_cell_masses() -> None:
+    """y = floor(w), w ~ p_W conditioned on [0, L): level k has the cell mass of [k, k+1)."""
+    from pyro_dgm.models import UniformDequantization
+
+    density = dist.Normal(torch.tensor([0.0]), torch.tensor([1.0])).to_event(1)
+    pair = UniformDequantization(density, 5, event_shape=(1,), preprocess="unit")
+    y = pair.sample(20_000)
+    assert y.dtype == torch.long and y.shape == (20_000, 1)
+    assert y.min() >= 0 and y.max() <= 4
+    # w = 5 x with x ~ N(0, 1): level k is x in [k/5, (k+1)/5), given x in [0, 1)
+    normal = torch.distributions.Normal(0.0, 1.0)
+    edges = torch.arange(6.0) / 5
+    cells = normal.cdf(edges[1:]) - normal.cdf(edges[:-1])
+    cells = cells / cells.sum()
+    freq = torch.bincount(y[:, 0], minlength=5).float() / 20_000
+    assert torch.allclose(freq, cells, atol=0.015), (freq, cells)
+
+
+def test_sampling_a_density_outside_the_box_is_an_error() -> None:
+    from pyro_dgm.models import UniformDequantization
+
+    density = dist.Normal(torch.tensor([-50.0]), torch.tensor([1.0])).to_event(1)
+    pair = UniformDequantization(density, 5, event_shape=(1,), preprocess="unit")
+    with pytest.raises(ValueError, match="inside"):
+        pair.sample(10, max_rounds=3)

@@ -121,9 +121,15 @@ class _Dequantization(nn.Module):
                 "density must be an nn.Module whose call returns a distribution (a Flow) "
                 f"or a Distribution, got {type(density).__name__}"
             )
-        density_shape = self.density_distribution().event_shape
+        density_dist = self.density_distribution()
+        density_shape = density_dist.event_shape
         if len(density_shape) == 0:
             raise ValueError("density must have a non-empty event shape, got ()")
+        if density_dist.batch_shape != ():
+            raise ValueError(
+                "density must describe one data point (batch shape ()), got batch shape "
+                f"{tuple(density_dist.batch_shape)}: the plate over the data adds the batch"
+            )
         shape = torch.Size(density_shape if event_shape is None else event_shape)
         if math.prod(shape) != math.prod(density_shape) or len(shape) == 0:
             raise ValueError(
@@ -169,6 +175,34 @@ class _Dequantization(nn.Module):
         r"""The density :math:`p_W` of :math:`w = y + u` on the data scale :math:`[0, L]^D`,
         including the exact Jacobian of the pre-processing."""
         return TransformedDistribution(self.density_distribution(), self._preprocessing)
+
+    @torch.no_grad()
+    def sample(self, num_samples: int, max_rounds: int = 100) -> Tensor:
+        r"""Draw discrete data: :math:`w \sim p_W`, then :math:`y = \lfloor w \rfloor`
+        (the level whose cell :math:`[y, y + 1)` holds :math:`w`), as ``long``.
+
+        With ``preprocess="logit"`` every draw lies in :math:`(0, L)^D`. With
+        ``"unit"`` the density may put mass outside :math:`[0, L)^D`, which is
+        no level: such draws are rejected and redrawn, so the samples follow the
+        model conditioned on a valid :math:`y`.
+
+        Raises:
+            ValueError: If fewer than ``num_samples`` valid draws were found in
+                ``max_rounds`` rounds (the density lies mostly outside the box).
+        """
+        kept, found, drawn = [], 0, 0
+        for _ in range(max_rounds):
+            w = self.dequantized_distribution().sample((num_samples,))
+            w = w.reshape(num_samples, *self.event_shape)
+            inside = ((w >= 0) & (w < self.num_levels)).flatten(1).all(1)
+            kept.append(w[inside])
+            found, drawn = found + int(inside.sum()), drawn + num_samples
+            if found >= num_samples:
+                return torch.cat(kept)[:num_samples].floor().long()
+        raise ValueError(
+            f"only {found} of {drawn} draws of the density fell inside [0, {self.num_levels})^D; "
+            f"the density does not describe levels 0..{self.num_levels - 1}"
+        )
 
     def _reference(self) -> Tensor:
         found = _first_float(self.density if self.density is not None else self._fixed_density)

@@ -59,6 +59,7 @@ from .coupling import (
     random_mask,
 )
 from .linear import InvertibleLinear, invertible_linear
+from .logit import LogitTransform
 from .zuko import ConditionalZukoTransform, ConditionedZukoTransform, ZukoTransform, zuko_transform
 
 __all__ = [
@@ -79,6 +80,7 @@ __all__ = [
     "ConditionedZukoTransform",
     "Householder",
     "InvertibleLinear",
+    "LogitTransform",
     "MaskedAffineCoupling",
     "Permute",
     "Planar",
