@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import math
+import pickle
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -40,7 +41,8 @@ class TransformCase:
 
     Arguments:
         name: The test id.
-        factory: Builds a fresh, randomly initialised module, in float32.
+        factory: Builds a fresh, randomly initialised module in float32 (or a
+            parameter-free torch ``Transform``).
         event_shape: The event shape of the transform's input.
         context_dim: For a conditional transform, the size of its context.
         inverse: Whether ``_inverse`` exists in closed form (``False`` for
@@ -85,20 +87,22 @@ def build(
     For a conditional case, ``transform`` is ``module.condition(context)``
     with a context of shape ``batch_shape + (context_dim,)``.
     """
-    module = case.factory().to(dtype)
-    _perturb(module)
+    module = case.factory()
+    if isinstance(module, torch.nn.Module):
+        module = module.to(dtype)
+        _perturb(module)
     if case.context_dim is not None:
         assert isinstance(module, ConditionalTransformModule), (
             f"{case.name}: context_dim given but the factory built {type(module).__name__}"
         )
         if context is None:
-            context = torch.randn(*batch_shape, case.context_dim, dtype=dtype)
+            context = torch.randn((*batch_shape, case.context_dim), dtype=dtype)
         transform = module.condition(context)
     else:
         transform = module
     if case.data_init:
         with torch.no_grad():
-            x = 1.5 + 2.0 * torch.randn(64, *case.event_shape, dtype=dtype)
+            x = 1.5 + 2.0 * torch.randn((64, *case.event_shape), dtype=dtype)
             _inverse_bypassing_cache(transform, x)
     return module, transform, context
 
@@ -111,8 +115,23 @@ def _inverse_bypassing_cache(t: Transform, y: torch.Tensor) -> torch.Tensor:
     return t._inverse(y)
 
 
-def _sample_inputs(case: TransformCase, batch_shape: tuple[int, ...], dtype: torch.dtype):
-    return torch.randn(*batch_shape, *case.event_shape, dtype=dtype)
+def _sample_inputs(
+    case: TransformCase, batch_shape: tuple[int, ...], dtype: torch.dtype
+) -> torch.Tensor:
+    return torch.randn((*batch_shape, *case.event_shape), dtype=dtype)
+
+
+def _codomain_points(
+    t: Transform, case: TransformCase, batch_shape: tuple[int, ...], dtype: torch.dtype
+) -> torch.Tensor:
+    """Points of the transform's codomain: standard normal ones where the codomain
+    holds them (unbounded), else images of standard normal inputs."""
+    x = _sample_inputs(case, batch_shape, dtype)
+    y = torch.randn(t.forward_shape(x.shape), dtype=dtype)
+    if bool(t.codomain.check(y).all()):
+        return y
+    with torch.no_grad():
+        return _call_bypassing_cache(t, x)
 
 
 def check_inverse(case: TransformCase, dtype: torch.dtype) -> None:
@@ -128,7 +147,7 @@ def check_inverse(case: TransformCase, dtype: torch.dtype) -> None:
         assert y.dtype == dtype and x_back.dtype == dtype, f"{case.name}: dtype not followed"
         err = (x_back - x).abs().max().item()
         assert err < tol, f"{case.name}: inverse(call(x)) differs from x by {err:.3g} ({dtype})"
-        y = torch.randn(t.forward_shape(x.shape), dtype=dtype)
+        y = _codomain_points(t, case, (5,), dtype)
         y_back = _call_bypassing_cache(t, _inverse_bypassing_cache(t, y))
         err = (y_back - y).abs().max().item()
         assert err < tol, f"{case.name}: call(inverse(y)) differs from y by {err:.3g} ({dtype})"
@@ -185,7 +204,7 @@ def check_distribution_shapes(case: TransformCase) -> None:
     _, t, _ = build(case, torch.float64, batch_shape=batch_shape)
     event_dim = len(case.event_shape)
     base = dist.Normal(
-        torch.zeros(*batch_shape, *case.event_shape, dtype=torch.float64), 1.0
+        torch.zeros((*batch_shape, *case.event_shape), dtype=torch.float64), 1.0
     ).to_event(event_dim)
     d = TransformedDistribution(base, [t])
     x = d.rsample((2,))
@@ -203,16 +222,23 @@ def check_gradients(case: TransformCase) -> None:
     """Every parameter gets a finite, non-zero gradient from the flow's loss."""
     module, t, _ = build(case, torch.float32, batch_shape=(16,))
     event_dim = len(case.event_shape)
-    base = dist.Normal(torch.zeros(16, *case.event_shape), 1.0).to_event(event_dim)
+    base = dist.Normal(torch.zeros((16, *case.event_shape)), 1.0).to_event(event_dim)
     d = TransformedDistribution(base, [t])
+    params = dict(module.named_parameters()) if isinstance(module, torch.nn.Module) else {}
     if case.inverse:
-        loss = -d.log_prob(torch.randn(16, *t.forward_shape(case.event_shape))).sum()
+        data = _codomain_points(t, case, (16,), torch.float32).requires_grad_()
+        loss = -d.log_prob(data).sum()
     else:
         x = d.rsample()  # scored through the cache: no inverse needed
         loss = (d.log_prob(x) + x.pow(2).flatten(1).sum(-1)).sum()
+    if not params:  # a parameter-free transform: the gradient must reach the data
+        assert case.inverse, f"{case.name}: no parameters and no inverse: nothing to check"
+        (grad,) = torch.autograd.grad(loss, data)
+        assert torch.isfinite(grad).all() and grad.abs().sum() > 0, f"{case.name}: no data gradient"
+        return
     module.zero_grad()
     loss.backward()
-    for name, p in module.named_parameters():
+    for name, p in params.items():
         assert p.grad is not None, f"{case.name}: no gradient reaches {name}"
         assert torch.isfinite(p.grad).all(), f"{case.name}: non-finite gradient in {name}"
         assert p.grad.abs().sum() > 0, f"{case.name}: zero gradient in {name}"
@@ -243,6 +269,11 @@ def check_cache(case: TransformCase) -> None:
 def check_state_dict(case: TransformCase) -> None:
     """``state_dict`` saved and loaded with ``weights_only=True`` reproduces the transform."""
     module, t, context = build(case, torch.float64, batch_shape=(5,))
+    x = _sample_inputs(case, (5,), torch.float64)
+    if not isinstance(module, torch.nn.Module):  # parameter-free: the object itself pickles
+        clone = pickle.loads(pickle.dumps(module))
+        assert torch.equal(_call_bypassing_cache(t, x), _call_bypassing_cache(clone, x))
+        return
     buffer = io.BytesIO()
     torch.save(module.state_dict(), buffer)
     buffer.seek(0)
@@ -250,7 +281,6 @@ def check_state_dict(case: TransformCase) -> None:
     fresh = case.factory().to(torch.float64)
     fresh.load_state_dict(state)
     t2 = fresh.condition(context) if case.context_dim is not None else fresh
-    x = _sample_inputs(case, (5,), torch.float64)
     assert torch.allclose(_call_bypassing_cache(t, x), _call_bypassing_cache(t2, x)), (
         f"{case.name}: a reloaded state_dict gives another transform"
     )
@@ -259,8 +289,11 @@ def check_state_dict(case: TransformCase) -> None:
 def check_dtype_following(case: TransformCase) -> None:
     """``.double()`` moves every parameter and buffer; outputs follow the input dtype."""
     module = case.factory()
-    module.double()
-    for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+    tensors = []
+    if isinstance(module, torch.nn.Module):
+        module.double()
+        tensors = [*module.named_parameters(), *module.named_buffers()]
+    for name, tensor in tensors:
         if tensor.is_floating_point():
             assert tensor.dtype == torch.float64, f"{case.name}: {name} stays {tensor.dtype}"
     _, t, _ = build(case, torch.float64, batch_shape=(2,))
