@@ -163,7 +163,9 @@ class GaussianLikelihood(Likelihood):
         self.mode = "learned" if scale is None else "decoder" if scale == "decoder" else "fixed"
         if self.mode == "fixed":
             if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0:
-                raise ValueError(f"scale must be None, a positive number or 'decoder', got {scale!r}")
+                raise ValueError(
+                    f"scale must be None, a positive number or 'decoder', got {scale!r}"
+                )
             self.register_buffer("fixed_scale", torch.tensor(float(scale)))
         elif self.mode == "learned":
             if not init_scale > 0:

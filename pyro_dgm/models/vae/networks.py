@@ -58,7 +58,8 @@ def _check_input(x: Tensor, shape: torch.Size, owner: str) -> None:
 class MLPEncoder(nn.Module):
     r"""A multilayer perceptron from flattened data to the context :math:`h`.
 
-    .. math:: h = \mathrm{ELU}(W_L \cdots \mathrm{ELU}(W_1 \operatorname{vec}(x) + b_1) \cdots + b_L)
+    .. math:: h = \mathrm{ELU}(W_L \cdots \mathrm{ELU}(W_1 \operatorname{vec}(x) + b_1)
+        \cdots + b_L)
 
     Arguments:
         input_shape: The shape of one data point (flattened inside).

@@ -14,9 +14,12 @@ posterior flow only needs a cheap forward pass and log-determinant: IAF (one
 network pass per step), planar, Householder and Sylvester flows (no inverse in
 closed form at all for planar and Sylvester). Pyro's ``ConditionalPlanar`` and
 ``ConditionalHouseholder`` are used as they are; Pyro has no conditional
-Sylvester flow, and its unconditional ``Sylvester`` computes a log-determinant
-that is not that of its map (it is only right when :math:`Q` commutes with the
-diagonal of :math:`h'`), so :class:`ConditionalSylvester` is written here.
+Sylvester flow, and its unconditional ``Sylvester`` returns a log-determinant
+that is not that of its map: it computes ``x @ B`` and ``tanh(.) @ A``, the
+transposed map :math:`y = x + R^\top Q^\top \tanh(Q S^\top x + b)`, for which the
+triangular formula it uses does not hold (it fails the shared harness's
+autograd check). So :class:`ConditionalSylvester` is written here, in the
+paper's orientation.
 """
 
 from __future__ import annotations
