@@ -9,6 +9,7 @@ r"""The ``pyro-dgm`` command-line tool: fit a model to an embedded data set and 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import platform
@@ -61,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     fit = commands.add_parser("fit", help="fit a model to an embedded data set, write a report")
     fit.add_argument("--data", default="moons", help=f"one of {', '.join(_data_names())}")
-    fit.add_argument("--model", default="spline", choices=sorted(FLOW_BUILDERS))
+    fit.add_argument("--model", default="spline", choices=[*sorted(FLOW_BUILDERS), "vae"])
     fit.add_argument("--epochs", type=int, default=200, help="maximum epochs (default 200)")
     fit.add_argument("--batch-size", type=int, default=256)
     fit.add_argument("--lr", type=float, default=2e-3)
@@ -78,6 +79,17 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--num-samples", type=int, default=1000, help="K of the importance-weighted test bound"
     )
+    vae = fit.add_argument_group("VAE (--model vae)")
+    vae.add_argument("--prior", choices=sorted(models.PRIORS), default="normal")
+    vae.add_argument("--posterior", choices=sorted(models.POSTERIORS), default="gaussian")
+    vae.add_argument(
+        "--likelihood",
+        choices=sorted(models.LIKELIHOODS),
+        default=None,
+        help="default: discretized_logistic for discrete data, gaussian otherwise; "
+        "bernoulli binarizes discrete data at half its levels",
+    )
+    vae.add_argument("--latent-dim", type=int, default=None, help="16 for images, 2 for vectors")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     fit.add_argument("--out", type=Path, default=None, help="report folder (runs/DATA-MODEL)")
@@ -87,6 +99,64 @@ def _parser() -> argparse.ArgumentParser:
 
 def _data_names() -> list[str]:
     return [name for name in datasets.DATASET_NAMES if name != "mnist"]
+
+
+def _binarized(data: datasets.Dataset) -> datasets.Dataset:
+    """Discrete data thresholded at half its levels, as {0, 1} (binarized digits)."""
+    cut = data.num_levels // 2
+    return dataclasses.replace(
+        data,
+        name=f"{data.name}-binarized",
+        train=(data.train >= cut).to(torch.uint8),
+        validation=(data.validation >= cut).to(torch.uint8),
+        test=(data.test >= cut).to(torch.uint8),
+        num_levels=2,
+    )
+
+
+def _build_pair(args: argparse.Namespace, data: datasets.Dataset) -> tuple[datasets.Dataset, Any]:
+    """The model/guide pair that ``--model`` names, for this data (possibly binarized)."""
+    dim = math.prod(data.event_shape)
+    if args.model == "vae":
+        if args.dequantization is not None:
+            raise ValueError("--dequantization is for flows; a VAE uses --likelihood instead")
+        discrete = data.num_levels is not None
+        likelihood = args.likelihood or ("discretized_logistic" if discrete else "gaussian")
+        if likelihood == "bernoulli":
+            if not discrete:
+                raise ValueError(f"--likelihood bernoulli needs discrete data; {args.data} is not")
+            data = _binarized(data)
+        args.likelihood = likelihood
+        options = {
+            "prior": args.prior,
+            "posterior": args.posterior,
+            "likelihood": likelihood,
+            "num_levels": data.num_levels if likelihood.startswith("discretized") else None,
+            "prior_layers": args.num_layers,
+            "posterior_steps": args.num_layers,
+            "flow_hidden_dims": [args.hidden] * 2,
+        }
+        if len(data.event_shape) == 3:
+            vae = models.VAE.for_images(
+                data.event_shape, latent_dim=args.latent_dim or 16, **options
+            )
+        else:
+            vae = models.VAE.for_vectors(
+                dim, latent_dim=args.latent_dim or 2, hidden_dims=[args.hidden] * 2, **options
+            )
+        if args.prior == "vamp":
+            k = vae.prior.num_components
+            vae.init_pseudo_inputs(data.train[torch.randperm(len(data.train))[:k]])
+        return data, vae
+    flow = FLOW_BUILDERS[args.model](dim, args)
+    if data.num_levels is None:
+        if args.dequantization is not None:
+            raise ValueError(
+                f"--dequantization is for discrete data; --data {args.data} is continuous"
+            )
+        return data, FlowModel(flow)
+    kind = args.dequantization or "uniform"
+    return data, models.DEQUANTIZATIONS[kind](flow, data.num_levels, event_shape=data.event_shape)
 
 
 def _entropy(name: str) -> float | None:
@@ -101,6 +171,7 @@ def _plot_report(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     from . import plots
 
@@ -122,25 +193,32 @@ def _plot_report(
         plt.close(fig)
         written.append("samples.png")
     if data.event_shape == (2,):
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4.5))
-        flow_dist = pair.flow()
-        plots.density_2d(
-            lambda x: flow_dist.log_prob(x), samples=data.test, ax=axes[0],
-            title="model density, test points",
-        )
-        samples = pair.sample(len(data.test))
-        bounds = (*axes[0].get_xlim(), *axes[0].get_ylim())
-        axes[1].scatter(*data.test.T, s=2, alpha=0.4, label="test data")
-        axes[1].scatter(*samples.T, s=2, alpha=0.4, label="model samples")
-        axes[1].set_xlim(bounds[:2])
-        axes[1].set_ylim(bounds[2:])
-        axes[1].legend(markerscale=5)
-        axes[1].set_title("samples")
+        has_density = isinstance(pair, FlowModel)
+        fig, axes = plt.subplots(1, 1 + has_density, figsize=(5 + 5 * has_density, 4.5))
+        axes = list(np.atleast_1d(axes))
+        if has_density:
+            flow_dist = pair.flow()
+            plots.density_2d(
+                flow_dist.log_prob,
+                samples=data.test,
+                ax=axes[0],
+                title="model density, test points",
+            )
+        samples = pair.sample(len(data.test)).reshape(-1, 2)
+        ax = axes[-1]
+        ax.scatter(*data.test.T, s=2, alpha=0.4, label="test data")
+        ax.scatter(*samples.T, s=2, alpha=0.4, label="model samples")
+        if has_density:
+            ax.set_xlim(axes[0].get_xlim())
+            ax.set_ylim(axes[0].get_ylim())
+        ax.legend(markerscale=5)
+        ax.set_title("samples")
         fig.suptitle(title)
         fig.tight_layout()
-        fig.savefig(out / "density.png", dpi=120)
+        name = "density.png" if has_density else "samples.png"
+        fig.savefig(out / name, dpi=120)
         plt.close(fig)
-        written.append("density.png")
+        written.append(name)
     return written
 
 
@@ -151,20 +229,12 @@ def run_fit(args: argparse.Namespace) -> dict[str, Any]:
     pyro.set_rng_seed(args.seed)
     pyro.clear_param_store()
     data = datasets.load(args.data)
-    dim = math.prod(data.event_shape)
-    flow = FLOW_BUILDERS[args.model](dim, args)
-    if data.num_levels is None:
-        if args.dequantization is not None:
-            raise ValueError(
-                f"--dequantization is for discrete data; --data {args.data} is continuous"
-            )
-        pair: Any = FlowModel(flow)
-    else:
-        kind = args.dequantization or "uniform"
-        pair = models.DEQUANTIZATIONS[kind](flow, data.num_levels, event_shape=data.event_shape)
-    run_name = f"{args.data}-{args.model}" + (
-        f"-{args.dequantization or 'uniform'}" if data.num_levels is not None else ""
-    )
+    data, pair = _build_pair(args, data)
+    run_name = f"{args.data}-{args.model}"
+    if args.model == "vae":
+        run_name += f"-{args.prior}-{args.posterior}"
+    elif data.num_levels is not None:
+        run_name += f"-{args.dequantization or 'uniform'}"
     out = args.out or Path("runs") / run_name
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / "checkpoint.pt"
@@ -185,20 +255,27 @@ def run_fit(args: argparse.Namespace) -> dict[str, Any]:
         progress=not args.quiet,
     )
     seconds = time.perf_counter() - start
-    if data.num_levels is None:
-        test = infer.log_likelihood(pair.model, pair.guide, data.test)
-        bounds = {test.bound: test}
-    else:  # discrete data: the ELBO and the importance-weighted bound, both named
-        elbo = infer.log_likelihood(pair.model, pair.guide, data.test, num_particles=10)
+    test = infer.log_likelihood(pair.model, pair.guide, data.test, num_particles=10)
+    bounds = {test.bound: test}
+    if test.bound != "exact":  # latent variables: the importance-weighted bound too, named
         iwae = infer.importance_log_likelihood(
             pair.model, pair.guide, data.test, num_samples=args.num_samples
         ).summary()
-        test, bounds = iwae, {elbo.bound: elbo, iwae.bound: iwae}
+        test, bounds[iwae.bound] = iwae, iwae
     metrics: dict[str, Any] = {
         "command": "fit",
         "data": args.data,
         "model": args.model,
-        "dequantization": None if data.num_levels is None else args.dequantization or "uniform",
+        "dequantization": (
+            args.dequantization or "uniform"
+            if data.num_levels is not None and args.model != "vae"
+            else None
+        ),
+        "vae": (
+            {"prior": args.prior, "posterior": args.posterior, "likelihood": args.likelihood}
+            if args.model == "vae"
+            else None
+        ),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "num_train": len(data.train),
         "num_validation": len(data.validation),
@@ -221,7 +298,7 @@ def run_fit(args: argparse.Namespace) -> dict[str, Any]:
         "seed": args.seed,
         "versions": _versions(),
     }
-    title = f"{args.model} on {args.data}: test NLL {-test.nats:.3f} nats ({test.bound})"
+    title = f"{args.model} on {data.name}: test NLL {-test.nats:.3f} nats ({test.bound})"
     if data.num_levels is not None:
         title = f"{args.model} on {args.data}: {test.bits_per_dim:.3f} bits/dim ({test.bound})"
     metrics["figures"] = _plot_report(out, pair, data, history, title)

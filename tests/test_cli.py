@@ -55,3 +55,30 @@ def test_dequantization_of_continuous_data_is_an_error(tmp_path, capsys) -> None
     argv = ["fit", "--data", "moons", "--dequantization", "uniform", "--out", str(tmp_path)]
     assert cli.main(argv) == 2
     assert "continuous" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra, bound_prefix",
+    [
+        (["--data", "digits", "--prior", "flow", "--posterior", "iaf"], "IWAE"),
+        (["--data", "digits", "--likelihood", "bernoulli"], "IWAE"),
+        (["--data", "moons", "--latent-dim", "1"], "IWAE"),
+    ],
+    ids=["digits-flow-iaf", "digits-binarized", "moons"],
+)
+def test_fit_vae_reports_the_importance_weighted_bound(tmp_path, extra, bound_prefix) -> None:
+    out = tmp_path / "vae"
+    argv = ["fit", "--model", "vae", *extra, "--epochs", "1", "--num-layers", "1"]
+    argv += ["--hidden", "16", "--num-samples", "5", "--out", str(out), "--quiet"]
+    assert cli.main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["bound"].startswith(bound_prefix) and metrics["vae"] is not None
+    assert any(name.startswith("ELBO") for name in metrics["bounds"])
+    assert math.isfinite(metrics["test_nll_nats"])
+    assert (out / "samples.png").exists()
+
+
+def test_vae_with_dequantization_is_an_error(tmp_path, capsys) -> None:
+    argv = ["fit", "--model", "vae", "--data", "digits", "--dequantization", "uniform"]
+    assert cli.main([*argv, "--out", str(tmp_path)]) == 2
+    assert "likelihood" in capsys.readouterr().err
