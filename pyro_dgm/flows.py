@@ -145,7 +145,25 @@ def _affine_layers(
     return layers
 
 
-class MAF(Flow):
+class _AffineAutoregressiveFlow(Flow):
+    """Pyro's ``AffineAutoregressive`` layers, orders alternated; subclasses pick the direction."""
+
+    inverted: bool
+
+    def __init__(
+        self,
+        input_dim: int,
+        num_layers: int = 5,
+        hidden_dims: Sequence[int] | None = None,
+        context_dim: int | None = None,
+    ) -> None:
+        layers = _affine_layers(input_dim, num_layers, hidden_dims, context_dim)
+        if self.inverted:
+            layers = [layer.inv for layer in reversed(layers)]
+        super().__init__(layers, event_shape=(input_dim,))
+
+
+class MAF(_AffineAutoregressiveFlow):
     r"""Masked autoregressive flow (Papamakarios et al., 2017): Pyro's
     ``AffineAutoregressive`` layers used through ``.inv``, orders alternated.
 
@@ -169,18 +187,10 @@ class MAF(Flow):
         context_dim: The context size of a conditional flow, or ``None``.
     """
 
-    def __init__(
-        self,
-        input_dim: int,
-        num_layers: int = 5,
-        hidden_dims: Sequence[int] | None = None,
-        context_dim: int | None = None,
-    ) -> None:
-        layers = _affine_layers(input_dim, num_layers, hidden_dims, context_dim)
-        super().__init__([layer.inv for layer in reversed(layers)], event_shape=(input_dim,))
+    inverted = True
 
 
-class IAF(Flow):
+class IAF(_AffineAutoregressiveFlow):
     r"""Inverse autoregressive flow (Kingma et al., 2016): Pyro's
     ``AffineAutoregressive`` layers in their own direction, orders alternated.
 
@@ -201,15 +211,7 @@ class IAF(Flow):
         context_dim: The context size of a conditional flow, or ``None``.
     """
 
-    def __init__(
-        self,
-        input_dim: int,
-        num_layers: int = 5,
-        hidden_dims: Sequence[int] | None = None,
-        context_dim: int | None = None,
-    ) -> None:
-        layers = _affine_layers(input_dim, num_layers, hidden_dims, context_dim)
-        super().__init__(layers, event_shape=(input_dim,))
+    inverted = False
 
 
 class SplineFlow(Flow):

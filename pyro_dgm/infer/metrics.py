@@ -66,29 +66,6 @@ class LogLikelihood:
         )
 
 
-def _per_point_elbo(model: Callable, guide: Callable, batch: Tensor) -> tuple[Tensor, bool]:
-    """ELBO of each point of ``batch`` from one guide sample, and whether the model has latents."""
-    guide_trace = poutine.trace(guide).get_trace(batch)
-    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(batch)
-    total = batch.new_zeros(len(batch), dtype=torch.float64)
-    has_latents = False
-    for sign, trace in ((1.0, model_trace), (-1.0, guide_trace)):
-        trace.compute_log_prob()
-        for name, site in trace.nodes.items():
-            if site["type"] != "sample" or site_is_subsample(site):
-                continue
-            has_latents |= trace is model_trace and not site["is_observed"]
-            log_prob = site["log_prob"]
-            if log_prob.dim() == 0 or log_prob.shape[0] != len(batch):
-                raise ValueError(
-                    f"site {name!r} has log_prob shape {tuple(log_prob.shape)}: per-point "
-                    f"likelihoods need every site inside a data plate of size {len(batch)} "
-                    "on the leftmost batch dimension"
-                )
-            total += sign * log_prob.reshape(len(batch), -1).sum(-1).double()
-    return total, has_latents
-
-
 def log_likelihood(
     model: Callable,
     guide: Callable,
@@ -111,16 +88,15 @@ def log_likelihood(
         raise ValueError("data is empty: nothing to evaluate")
     if num_particles < 1:
         raise ValueError(f"num_particles must be >= 1, got {num_particles}")
-    values, exact = [], True
-    with torch.no_grad():
-        for batch in data.split(batch_size):
-            elbo, has_latents = _per_point_elbo(model, guide, batch)
-            exact = exact and not has_latents
-            if has_latents:
-                for _ in range(num_particles - 1):
-                    elbo = elbo + _per_point_elbo(model, guide, batch)[0]
-                elbo = elbo / num_particles
-            values.append(elbo)
+    nesting = _plate_nesting(model, guide, data[:1])
+    with torch.no_grad(), poutine.block():
+        exact = not _log_weights(model, guide, data[:1], 1, nesting)[1]
+        particles = 1 if exact else num_particles  # without latents every draw is the same
+        # the ELBO of each point is the mean of its log importance weights
+        values = [
+            _log_weights(model, guide, batch, particles, nesting)[0].mean(0)
+            for batch in data.split(batch_size)
+        ]
     values_t = torch.cat(values)
     stderr = float(values_t.std() / math.sqrt(len(values_t))) if len(values_t) > 1 else math.nan
     return LogLikelihood(
