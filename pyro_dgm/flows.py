@@ -271,6 +271,21 @@ def _coupling(
     return conditional_additive_coupling(input_dim, context_dim, mask, hidden_dims)
 
 
+def _alternating_couplings(
+    kind: str,
+    input_dim: int,
+    num_layers: int,
+    hidden_dims: Sequence[int] | None,
+    context_dim: int | None,
+) -> list[Transform]:
+    """Couplings whose half masks alternate between layers, in inference order."""
+    hidden = _hidden(input_dim, hidden_dims)
+    return [
+        _coupling(kind, input_dim, half_mask(input_dim, flip=i % 2 == 1), hidden, context_dim)
+        for i in range(num_layers)
+    ]
+
+
 def _generative_order(inference_order: list[Transform]) -> list[Transform]:
     """Layers listed as they meet the data (scoring) are applied in reverse to sample."""
     return list(reversed(inference_order))
@@ -302,13 +317,7 @@ class RealNVP(Flow):
         hidden_dims: Sequence[int] | None = None,
         context_dim: int | None = None,
     ) -> None:
-        hidden = _hidden(input_dim, hidden_dims)
-        layers = [
-            _coupling(
-                "affine", input_dim, half_mask(input_dim, flip=i % 2 == 1), hidden, context_dim
-            )
-            for i in range(num_layers)
-        ]
+        layers = _alternating_couplings("affine", input_dim, num_layers, hidden_dims, context_dim)
         super().__init__(_generative_order(layers), event_shape=(input_dim,))
 
 
@@ -340,13 +349,9 @@ class NICE(Flow):
         hidden_dims: Sequence[int] | None = None,
         context_dim: int | None = None,
     ) -> None:
-        hidden = _hidden(input_dim, hidden_dims)
-        layers: list[Transform] = [
-            _coupling(
-                "additive", input_dim, half_mask(input_dim, flip=i % 2 == 1), hidden, context_dim
-            )
-            for i in range(num_layers)
-        ]
+        layers = _alternating_couplings(
+            "additive", input_dim, num_layers, hidden_dims, context_dim
+        )
         layers.append(ActNorm(input_dim))  # NICE's diagonal scaling, last before the base
         super().__init__(_generative_order(layers), event_shape=(input_dim,))
 
