@@ -11,7 +11,8 @@ minibatch (what Pyro's ``Trace_ELBO`` returns for an empty guide).
 
 Contenders:
 
-* pyro_dgm's ``RealNVP``, ``MAF`` and ``Glow`` as ``FlowModel`` pairs through
+* pyro_dgm's ``RealNVP``, ``MAF``, ``Glow``, ``SplineFlow`` and ``ZukoFlow(NSF)``
+  (zuko's NSF through the bridge) as ``FlowModel`` pairs through
   ``infer.fit`` (``max_seconds`` = budget);
 * zuko's ``MAF``, ``NSF`` and ``RealNVP`` in a raw PyTorch loop;
 * Pyro's built-in ``T.iterated(L, T.affine_autoregressive, ...)`` stack, used
@@ -113,7 +114,11 @@ def pyro_dgm_flow(kind: str, args: argparse.Namespace) -> flows.Flow:
         return flows.MAF(2, num_layers=args.layers, hidden_dims=hidden(args))
     if kind == "Glow":
         return flows.Glow(2, num_steps=args.layers, hidden_dims=hidden(args))
-    raise ValueError(f"kind: expected RealNVP, MAF or Glow, got {kind!r}")
+    if kind == "Spline":  # Pyro's SplineAutoregressive layers, MAF direction
+        return flows.SplineFlow(2, num_layers=args.layers, hidden_dims=hidden(args))
+    if kind == "NSF":  # zuko's NSF through the bridge, trained by fit
+        return flows.ZukoFlow(zuko_flow("NSF", args))
+    raise ValueError(f"kind: expected RealNVP, MAF, Glow, Spline or NSF, got {kind!r}")
 
 
 def zuko_flow(kind: str, args: argparse.Namespace) -> zuko.flows.Flow:
@@ -512,7 +517,10 @@ def main() -> None:
             num_test=args.num_test, seed=args.data_seed,
         )
         first_train = data.train if first_train is None else first_train
-        results = [run_pyro_dgm_fit(kind, data, args) for kind in ("RealNVP", "MAF", "Glow")]
+        results = [
+            run_pyro_dgm_fit(kind, data, args)
+            for kind in ("RealNVP", "MAF", "Glow", "Spline", "NSF")
+        ]
         results += [run_zuko(kind, data, args) for kind in ("MAF", "NSF", "RealNVP")]
         results.append(run_pyro_svi(data, args))
         all_bugs += report_toy(toy, results, args)
