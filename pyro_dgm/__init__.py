@@ -10,6 +10,15 @@ The plotting module (matplotlib) is not imported here, so that
 
 __version__ = "0.1.0"
 
-from . import distributions, flows, infer, models, transforms
+from . import distributions, flows, image_flows, infer, models, nn, transforms
 
-__all__ = ["__version__", "distributions", "flows", "infer", "models", "transforms"]
+__all__ = [
+    "__version__",
+    "distributions",
+    "flows",
+    "image_flows",
+    "infer",
+    "models",
+    "nn",
+    "transforms",
+]

@@ -12,6 +12,7 @@ from pyro.distributions.transforms import (
     ConditionalRadial,
     ConditionalSpline,
     ConditionalSplineAutoregressive,
+    GeneralizedChannelPermute,
     Householder,
     Permute,
     Planar,
@@ -25,6 +26,7 @@ from pyro.distributions.transforms import (
     conditional_affine_coupling,
     conditional_planar,
     conditional_radial,
+    generalized_channel_permute,
     householder,
     iterated,
     permute,
@@ -58,6 +60,14 @@ from .coupling import (
     masked_affine_coupling,
     random_mask,
 )
+from .image import (
+    InvertibleConv1x1,
+    Squeeze,
+    conv_additive_coupling,
+    conv_affine_coupling,
+    image_mask,
+    invertible_conv1x1,
+)
 from .linear import InvertibleLinear, invertible_linear
 from .logit import LogitTransform
 from .zuko import ConditionalZukoTransform, ConditionedZukoTransform, ZukoTransform, zuko_transform
@@ -78,7 +88,9 @@ __all__ = [
     "ConditionalSplineAutoregressive",
     "ConditionalZukoTransform",
     "ConditionedZukoTransform",
+    "GeneralizedChannelPermute",
     "Householder",
+    "InvertibleConv1x1",
     "InvertibleLinear",
     "LogitTransform",
     "MaskedAffineCoupling",
@@ -88,6 +100,7 @@ __all__ = [
     "Spline",
     "SplineAutoregressive",
     "SplineCoupling",
+    "Squeeze",
     "Sylvester",
     "ZukoTransform",
     "actnorm",
@@ -104,8 +117,13 @@ __all__ = [
     "conditional_masked_affine_coupling",
     "conditional_planar",
     "conditional_radial",
+    "conv_additive_coupling",
+    "conv_affine_coupling",
+    "generalized_channel_permute",
     "half_mask",
     "householder",
+    "image_mask",
+    "invertible_conv1x1",
     "invertible_linear",
     "iterated",
     "masked_affine_coupling",
