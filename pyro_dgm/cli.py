@@ -23,10 +23,10 @@ import pyro
 import torch
 import zuko
 
-from . import __version__, datasets, flows, infer, models
+from . import __version__, datasets, flows, image_flows, infer, models
 from .models import FlowModel
 
-__all__ = ["FLOW_BUILDERS", "main", "run_fit"]
+__all__ = ["FLOW_BUILDERS", "IMAGE_FLOW_BUILDERS", "main", "run_fit"]
 
 FLOW_BUILDERS: dict[str, Callable[[int, argparse.Namespace], flows.Flow]] = {
     "maf": lambda dim, a: flows.MAF(dim, a.num_layers, [a.hidden] * 2),
@@ -40,6 +40,17 @@ FLOW_BUILDERS: dict[str, Callable[[int, argparse.Namespace], flows.Flow]] = {
     ),
     "zuko-nsf": lambda dim, a: flows.ZukoFlow(
         zuko.flows.NSF(dim, transforms=a.num_layers, hidden_features=[a.hidden] * 2)
+    ),
+}
+
+# On image data (C, H, W), these names build the multi-scale image flows instead of a
+# vector flow on the flattened pixels.
+IMAGE_FLOW_BUILDERS: dict[str, Callable[[tuple[int, ...], argparse.Namespace], flows.Flow]] = {
+    "glow": lambda shape, a: image_flows.Glow(
+        shape, a.levels, a.num_layers, hidden_channels=a.hidden, num_blocks=1
+    ),
+    "realnvp": lambda shape, a: image_flows.RealNVP(
+        shape, a.levels, max(1, a.num_layers // 2), hidden_channels=a.hidden, num_blocks=1
     ),
 }
 
@@ -67,7 +78,16 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--batch-size", type=int, default=256)
     fit.add_argument("--lr", type=float, default=2e-3)
     fit.add_argument("--num-layers", type=int, default=4)
-    fit.add_argument("--hidden", type=int, default=64, help="hidden units per layer")
+    fit.add_argument(
+        "--hidden", type=int, default=64, help="hidden units per layer (channels for images)"
+    )
+    fit.add_argument(
+        "--levels",
+        type=int,
+        default=2,
+        help="levels of the multi-scale image flows (glow, realnvp on image data); glow "
+        "takes --num-layers steps per level, realnvp --num-layers // 2 couplings per stage",
+    )
     fit.add_argument("--patience", type=int, default=15, help="early-stopping patience (epochs)")
     fit.add_argument("--max-seconds", type=float, default=None, help="training time budget")
     fit.add_argument(
@@ -148,7 +168,10 @@ def _build_pair(args: argparse.Namespace, data: datasets.Dataset) -> tuple[datas
             k = vae.prior.num_components
             vae.init_pseudo_inputs(data.train[torch.randperm(len(data.train))[:k]])
         return data, vae
-    flow = FLOW_BUILDERS[args.model](dim, args)
+    if len(data.event_shape) == 3 and args.model in IMAGE_FLOW_BUILDERS:
+        flow = IMAGE_FLOW_BUILDERS[args.model](tuple(data.event_shape), args)
+    else:
+        flow = FLOW_BUILDERS[args.model](dim, args)
     if data.num_levels is None:
         if args.dequantization is not None:
             raise ValueError(
@@ -186,7 +209,11 @@ def _plot_report(
     if data.num_levels is not None and len(data.event_shape) == 3:
         fig, axes = plt.subplots(1, 2, figsize=(8, 4.5))
         plots.image_grid(data.test[:36], num_levels=data.num_levels, ax=axes[0], title="test data")
-        plots.image_grid(pair.sample(36), num_levels=data.num_levels, ax=axes[1], title="samples")
+        if isinstance(pair, models.VAE):
+            samples, label = pair.sample(36), "samples"
+        else:  # a dequantized flow draws some pixels just outside [0, L): show the nearest level
+            samples, label = pair.sample(36, outside="nearest"), "samples (nearest level)"
+        plots.image_grid(samples, num_levels=data.num_levels, ax=axes[1], title=label)
         fig.suptitle(title)
         fig.tight_layout()
         fig.savefig(out / "samples.png", dpi=120)

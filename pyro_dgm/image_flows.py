@@ -341,7 +341,11 @@ class MultiScaleFlow(Flow):
 
     def __init__(self, transform: MultiScaleTransform) -> None:
         super().__init__([transform], transform.event_shape)
-        self.transform = transform
+
+    @property
+    def transform(self) -> MultiScaleTransform:
+        """The :class:`MultiScaleTransform` (registered once, as ``layers.0``)."""
+        return self.layers[0]
 
     @property
     def latent_shapes(self) -> list[torch.Size]:

@@ -6,6 +6,7 @@ import json
 import math
 
 import pytest
+import torch
 
 from pyro_dgm import cli
 
@@ -50,6 +51,22 @@ def test_fit_digits_with_dequantization_reports_bits_per_dim(tmp_path) -> None:
     assert 0 < metrics["test_bits_per_dim"] < 20
     assert (out / "samples.png").exists()
 
+
+@pytest.mark.parametrize("model", ["glow", "realnvp"])
+@pytest.mark.parametrize("dequantization", ["uniform", "variational"])
+def test_fit_digits_with_the_multiscale_image_flows(tmp_path, model, dequantization) -> None:
+    """On image data, glow and realnvp are the multi-scale image flows (not vector flows)."""
+    out = tmp_path / model
+    argv = ["fit", "--data", "digits", "--model", model, "--dequantization", dequantization]
+    argv += ["--epochs", "1", "--num-layers", "2", "--hidden", "8", "--num-samples", "4"]
+    assert cli.main([*argv, "--levels", "2", "--out", str(out), "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dequantization"] == dequantization and metrics["bound"] == "IWAE(K=4)"
+    assert 0 < metrics["test_bits_per_dim"] < 20
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    names = " ".join(state["params"]) if "params" in state else " ".join(map(str, state))
+    assert "levels" in names  # the multi-scale flow's parameters were saved
+    assert (out / "samples.png").exists()
 
 def test_dequantization_of_continuous_data_is_an_error(tmp_path, capsys) -> None:
     argv = ["fit", "--data", "moons", "--dequantization", "uniform", "--out", str(tmp_path)]

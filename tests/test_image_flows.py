@@ -297,6 +297,25 @@ def test_image_flows_train_inside_the_dequantization_pairs(preset, pair_class) -
     assert result.bound == "IWAE(K=4)"
     bpd = result.summary().bits_per_dim
     assert math.isfinite(bpd) and 0 < bpd < math.log2(17) + 1
+    samples = pair.sample(20, outside="nearest")
+    assert samples.shape == (20, 1, 8, 8) and samples.dtype == torch.long
+    assert samples.min() >= 0 and samples.max() <= 16
+
+
+def test_dequantized_sampling_names_what_to_do_outside_the_levels() -> None:
+    """With the logit margin, a density puts mass just outside [0, L): rejection keeps
+    only draws with every pixel inside; "nearest" moves the pixels outside."""
+    torch.manual_seed(0)
+    flow = Glow((1, 4, 4), 1, 1, 4)
+    with torch.no_grad():  # a density centred far below level 0: nearly every draw is outside
+        flow.transform.levels[0].post_parts[0].loc.fill_(-4.0)
+        flow.transform.levels[0].post_parts[0].initialized.fill_(True)
+    pair = UniformDequantization(flow, 5, event_shape=(1, 4, 4))
+    with pytest.raises(ValueError, match="outside='nearest'"):
+        pair.sample(10, max_rounds=2)
+    assert torch.equal(pair.sample(10, outside="nearest"), torch.zeros(10, 1, 4, 4).long())
+    with pytest.raises(ValueError, match="'reject' or 'nearest'"):
+        pair.sample(10, outside="clip")
 
 
 def test_flow_model_elbo_is_the_exact_negative_log_likelihood() -> None:

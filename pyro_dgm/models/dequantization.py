@@ -177,19 +177,36 @@ class _Dequantization(nn.Module):
         return TransformedDistribution(self.density_distribution(), self._preprocessing)
 
     @torch.no_grad()
-    def sample(self, num_samples: int, max_rounds: int = 100) -> Tensor:
+    def sample(
+        self, num_samples: int, max_rounds: int = 100, outside: str = "reject"
+    ) -> Tensor:
         r"""Draw discrete data: :math:`w \sim p_W`, then :math:`y = \lfloor w \rfloor`
         (the level whose cell :math:`[y, y + 1)` holds :math:`w`), as ``long``.
 
-        With ``preprocess="logit"`` every draw lies in :math:`(0, L)^D`. With
-        ``"unit"`` the density may put mass outside :math:`[0, L)^D`, which is
-        no level: such draws are rejected and redrawn, so the samples follow the
-        model conditioned on a valid :math:`y`.
+        The density may put mass outside :math:`[0, L)^D`, which is no level: with
+        ``preprocess="unit"``, and with ``"logit"`` when ``alpha > 0`` (its box is
+        :math:`\alpha L / (1 - 2\alpha)` wider than :math:`[0, L]` on each side, so a
+        trained model of images with a black background draws many pixels just below
+        0). ``outside`` says what to do with such draws:
+
+        * ``"reject"``: redraw the whole data point, so the samples follow the model
+          conditioned on a valid :math:`y` (exact, but slow when most draws have some
+          pixel outside);
+        * ``"nearest"``: give each pixel outside the nearest level (0 or
+          :math:`L - 1`), as image models' samples are usually shown; the samples
+          then follow the model with the mass outside the box moved to its edges.
 
         Raises:
-            ValueError: If fewer than ``num_samples`` valid draws were found in
-                ``max_rounds`` rounds (the density lies mostly outside the box).
+            ValueError: If ``outside="reject"`` found fewer than ``num_samples`` valid
+                draws in ``max_rounds`` rounds (the density lies mostly outside the box),
+                or ``outside`` is neither of the above.
         """
+        if outside not in ("reject", "nearest"):
+            raise ValueError(f"outside must be 'reject' or 'nearest', got {outside!r}")
+        if outside == "nearest":
+            w = self.dequantized_distribution().sample((num_samples,))
+            w = w.reshape(num_samples, *self.event_shape).floor()
+            return w.clamp(0, self.num_levels - 1).long()
         kept, found, drawn = [], 0, 0
         for _ in range(max_rounds):
             w = self.dequantized_distribution().sample((num_samples,))
@@ -201,7 +218,8 @@ class _Dequantization(nn.Module):
                 return torch.cat(kept)[:num_samples].floor().long()
         raise ValueError(
             f"only {found} of {drawn} draws of the density fell inside [0, {self.num_levels})^D; "
-            f"the density does not describe levels 0..{self.num_levels - 1}"
+            f"the density does not describe levels 0..{self.num_levels - 1} well enough for "
+            "rejection: pass outside='nearest' to move the pixels outside to the nearest level"
         )
 
     def _reference(self) -> Tensor:
