@@ -27,6 +27,7 @@ from pyro_dgm.transforms import ActNorm
 from pyro_dgm.transforms.image import (
     InvertibleConv1x1,
     Squeeze,
+    conditional_conv_affine_coupling,
     conv_additive_coupling,
     conv_affine_coupling,
     image_mask,
@@ -64,6 +65,18 @@ class TestImageLayers(TransformHarness):
             "additive_checkerboard",
             lambda: conv_additive_coupling((1, 4, 4), hidden_channels=8, num_blocks=0),
             (1, 4, 4),
+        ),
+        TransformCase(
+            "conditional_affine_checkerboard",
+            lambda: conditional_conv_affine_coupling((1, 4, 4), 2, hidden_channels=8),
+            (1, 4, 4),
+            context_dim=32,
+        ),
+        TransformCase(
+            "conditional_affine_channel",
+            lambda: conditional_conv_affine_coupling((2, 2, 2), 1, "channel", hidden_channels=8),
+            (2, 2, 2),
+            context_dim=4,
         ),
         TransformCase(
             "additive_channel",

@@ -293,3 +293,57 @@ def test_importance_estimate_requires_a_data_plate() -> None:
 
     with pytest.raises(ValueError, match="site 'z'"):
         infer.importance_log_likelihood(model, guide, torch.randn(5), num_samples=4)
+
+
+class _ValidationSpy:
+    """A one-parameter Gaussian model that records whether Pyro's validation is on."""
+
+    def __init__(self) -> None:
+        self.seen: list[bool] = []
+
+    def model(self, x: torch.Tensor) -> None:
+        from pyro.infer.util import is_validation_enabled
+
+        self.seen.append(is_validation_enabled())
+        loc = pyro.param("spy_loc", torch.zeros(()))
+        with pyro.plate("data", len(x)):
+            pyro.sample("x", pyro.distributions.Normal(loc, 1.0), obs=x)
+
+    def guide(self, x: torch.Tensor) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    ("validate", "later"), [("first_epoch", False), (True, True), (False, False)]
+)
+def test_fit_validates_the_first_epoch_then_follows_validate(validate, later) -> None:
+    spy = _ValidationSpy()
+    x = torch.randn(40)
+    assert pyro.infer.util.is_validation_enabled()  # conftest turns it on
+    infer.fit(spy.model, spy.guide, x, validation=None, epochs=3, batch_size=20,
+              progress=False, validate=validate)
+    # the parameter discovery run, then 2 steps per epoch
+    first, rest = spy.seen[1:3], spy.seen[3:]
+    assert first == [validate is not False] * 2
+    assert rest == [later] * 4
+    assert pyro.infer.util.is_validation_enabled()  # Pyro's setting restored
+
+
+def test_fit_restores_validation_after_an_error_and_rejects_bad_values() -> None:
+    calls = []
+
+    def model(x):
+        calls.append(pyro.infer.util.is_validation_enabled())
+        loc = pyro.param("loc2", torch.zeros(()))
+        with pyro.plate("data", len(x)):
+            pyro.sample("x", pyro.distributions.Normal(loc, 1.0), obs=x)
+        if len(calls) == 3:  # inside training, with validation turned off
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        infer.fit(model, lambda x: None, torch.randn(10), validation=None, epochs=2,
+                  batch_size=5, progress=False, validate=False)
+    assert calls == [True, False, False]
+    assert pyro.infer.util.is_validation_enabled()
+    with pytest.raises(ValueError, match="validate must be"):
+        infer.fit(model, lambda x: None, torch.randn(10), validate="always")

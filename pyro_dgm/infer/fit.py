@@ -14,6 +14,7 @@ import pyro
 import torch
 from pyro import poutine
 from pyro.infer import ELBO, Trace_ELBO
+from pyro.infer.util import is_validation_enabled
 from torch import Tensor
 from tqdm import tqdm  # plain tqdm: tqdm.auto warns in notebooks without ipywidgets
 
@@ -204,6 +205,7 @@ def fit(
     checkpoint: str | Path | None = None,
     seed: int | None = None,
     progress: bool = True,
+    validate: str | bool = "first_epoch",
 ) -> History:
     r"""Train a Pyro model/guide pair by minibatch SVI.
 
@@ -239,6 +241,15 @@ def fit(
             state and history), written at the end of every epoch.
         seed: Seeds torch and Pyro before training, if given.
         progress: Show a tqdm progress bar with the running loss.
+        validate: When Pyro's validation is on (``pyro.enable_validation``, Pyro's
+            default), ``"first_epoch"`` keeps it on for the first epoch of this call,
+            which meets every training batch and the validation split once, and turns
+            it off afterwards: the same data and shapes are not checked again at
+            every step, which costs a sizeable part of a small network's step
+            (benchmarks/fit_overhead.py). A loss that turns non-finite later still
+            raises :class:`NonFiniteLossError`. ``True`` keeps Pyro's setting for
+            every epoch; ``False`` turns validation off from the start. Pyro's global
+            setting is restored when ``fit`` returns.
 
     Returns:
         The :class:`History` of the run (continued, when resumed).
@@ -250,6 +261,9 @@ def fit(
     """
     if epochs < 0 or batch_size < 1:
         raise ValueError(f"epochs must be >= 0 and batch_size >= 1, got {epochs}, {batch_size}")
+    if validate not in ("first_epoch", True, False):
+        raise ValueError(f"validate must be 'first_epoch', True or False, got {validate!r}")
+    pyro_validation = is_validation_enabled()
     if seed is not None:
         pyro.set_rng_seed(seed)
     train, valid = _as_splits(data, validation)
@@ -279,58 +293,64 @@ def fit(
     bar = tqdm(total=epochs * steps_per_epoch, disable=not progress, unit="step", leave=False)
     out_of_time = False
 
-    for epoch in range(first_epoch, first_epoch + epochs):
-        start = time.perf_counter()
-        total, count = torch.zeros(()), 0
-        for idx in torch.randperm(len(train)).split(batch_size):
-            batch = train[idx]  # a fresh tensor each step: torch's transform cache is keyed by identity
-            optim.zero_grad(set_to_none=True)
-            value = objective.step_loss(batch)
-            grad_norm = (
-                torch.nn.utils.clip_grad_norm_(params, clip_norm)
-                if clip_norm is not None
-                else torch.zeros(())
+    try:
+        for epoch in range(first_epoch, first_epoch + epochs):
+            pyro.enable_validation(
+                pyro_validation and (validate is True or (validate and epoch == first_epoch))
             )
-            if not (torch.isfinite(value) and torch.isfinite(grad_norm)):
-                _restore(named, last_good)
-                bar.close()
-                what = "loss" if not torch.isfinite(value) else "gradient norm"
-                raise NonFiniteLossError(
-                    f"the {what} became {float(value if what == 'loss' else grad_norm)} at "
-                    f"epoch {epoch}, step {history.steps + 1}; parameters restored to the end of "
-                    f"epoch {epoch - 1}. Try a smaller lr (now {lr}) or clip_norm (now {clip_norm})."
+            start = time.perf_counter()
+            total, count = torch.zeros(()), 0
+            for idx in torch.randperm(len(train)).split(batch_size):
+                batch = train[idx]  # a fresh tensor each step: torch's transform cache is keyed by identity
+                optim.zero_grad(set_to_none=True)
+                value = objective.step_loss(batch)
+                grad_norm = (
+                    torch.nn.utils.clip_grad_norm_(params, clip_norm)
+                    if clip_norm is not None
+                    else torch.zeros(())
                 )
-            optim.step()
-            history.steps += 1
-            total += value * len(batch) / objective.normalizer(batch)
-            count += len(batch)
-            bar.update()
-            if max_seconds is not None and elapsed + time.perf_counter() - start > max_seconds:
-                out_of_time = True
+                if not (torch.isfinite(value) and torch.isfinite(grad_norm)):
+                    _restore(named, last_good)
+                    bar.close()
+                    what = "loss" if not torch.isfinite(value) else "gradient norm"
+                    raise NonFiniteLossError(
+                        f"the {what} became {float(value if what == 'loss' else grad_norm)} at "
+                        f"epoch {epoch}, step {history.steps + 1}; parameters restored to the end of "
+                        f"epoch {epoch - 1}. Try a smaller lr (now {lr}) or clip_norm (now {clip_norm})."
+                    )
+                optim.step()
+                history.steps += 1
+                total += value * len(batch) / objective.normalizer(batch)
+                count += len(batch)
+                bar.update()
+                if max_seconds is not None and elapsed + time.perf_counter() - start > max_seconds:
+                    out_of_time = True
+                    break
+            train_loss = float(total) / max(count, 1)
+            last_good = _snapshot(named)
+            valid_loss = objective.evaluate(valid, max(batch_size, 1024)) if valid is not None else math.nan
+            elapsed += time.perf_counter() - start
+            history.epoch.append(epoch)
+            history.train_loss.append(train_loss)
+            history.validation_loss.append(valid_loss)
+            history.seconds.append(elapsed)
+            improved = valid is None or valid_loss < best_loss
+            if improved:
+                best_loss, history.best_epoch = valid_loss, epoch
+                best = _snapshot(named)
+            bar.set_postfix(epoch=epoch, train=f"{train_loss:.4f}", valid=f"{valid_loss:.4f}")
+            stale = epoch - history.best_epoch
+            stop = patience is not None and valid is not None and stale >= patience
+            if stop:
+                history.stopped_early = True
+            if stop or out_of_time:
                 break
-        train_loss = float(total) / max(count, 1)
-        last_good = _snapshot(named)
-        valid_loss = objective.evaluate(valid, max(batch_size, 1024)) if valid is not None else math.nan
-        elapsed += time.perf_counter() - start
-        history.epoch.append(epoch)
-        history.train_loss.append(train_loss)
-        history.validation_loss.append(valid_loss)
-        history.seconds.append(elapsed)
-        improved = valid is None or valid_loss < best_loss
-        if improved:
-            best_loss, history.best_epoch = valid_loss, epoch
-            best = _snapshot(named)
-        bar.set_postfix(epoch=epoch, train=f"{train_loss:.4f}", valid=f"{valid_loss:.4f}")
-        stale = epoch - history.best_epoch
-        stop = patience is not None and valid is not None and stale >= patience
-        if stop:
-            history.stopped_early = True
-        if stop or out_of_time:
-            break
-        if checkpoint is not None:
-            save_checkpoint(
-                checkpoint, params=named, optimizer=optim, history=history, best_params=best
-            )
+            if checkpoint is not None:
+                save_checkpoint(
+                    checkpoint, params=named, optimizer=optim, history=history, best_params=best
+                )
+    finally:
+        pyro.enable_validation(pyro_validation)
     bar.close()
 
     if valid is not None and history.best_epoch:

@@ -1,6 +1,6 @@
 r"""Plain torch networks (no Pyro): convolutional coupling networks, masked and
 causal convolutions. Transforms and distributions are built from them."""
 
-from .conv import ConvResNet, CouplingConvNet
+from .conv import ConditionalCouplingConvNet, ConvResNet, CouplingConvNet
 
-__all__ = ["ConvResNet", "CouplingConvNet"]
+__all__ = ["ConditionalCouplingConvNet", "ConvResNet", "CouplingConvNet"]

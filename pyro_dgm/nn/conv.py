@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ConvResNet", "CouplingConvNet"]
+__all__ = ["ConditionalCouplingConvNet", "ConvResNet", "CouplingConvNet"]
 
 
 def _check_int(value: object, name: str, minimum: int) -> int:
@@ -140,6 +140,65 @@ class CouplingConvNet(nn.Module):
     def forward(self, x_masked: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         mask = self.mask.to(x_masked.dtype).expand(*x_masked.shape[:-3], -1, -1, -1)
         out = self.resnet(torch.cat([x_masked, mask], dim=-3))
+        if self.num_params == 1:
+            return out
+        shift, raw_scale = out.chunk(2, dim=-3)
+        return shift, raw_scale
+
+
+class ConditionalCouplingConvNet(CouplingConvNet):
+    r"""The hypernet of a conditional image coupling: like :class:`CouplingConvNet`,
+    with a context that is itself a stack of images aligned with the event.
+
+    The context arrives flattened, of shape ``batch + (K * H * W,)`` (the
+    ``context_dim`` convention of Pyro's conditional transforms), and is reshaped to
+    ``K`` channels of the event's height and width and appended to the input, so each
+    pixel's parameters see the context at that pixel and around it (Flow++'s
+    conditional couplings for variational dequantization condition on the data this
+    way).
+
+    Arguments:
+        mask: The coupling's binary mask, of shape :math:`(C, H, W)`.
+        context_channels: :math:`K`, the channels of the context.
+        num_params: 2 (affine) or 1 (additive).
+        hidden_channels: Width of the residual network.
+        num_blocks: Number of residual blocks.
+
+    Example:
+        >>> from pyro_dgm.transforms import checkerboard_mask
+        >>> net = ConditionalCouplingConvNet(checkerboard_mask(4, 4), 3, hidden_channels=8)
+        >>> net.context_dim
+        48
+        >>> [p.shape for p in net(torch.randn(2, 1, 4, 4), torch.randn(2, 48))]
+        [torch.Size([2, 1, 4, 4]), torch.Size([2, 1, 4, 4])]
+    """
+
+    def __init__(
+        self,
+        mask: Tensor,
+        context_channels: int,
+        num_params: int = 2,
+        hidden_channels: int = 64,
+        num_blocks: int = 2,
+    ) -> None:
+        super().__init__(mask, num_params, hidden_channels, num_blocks)
+        self.context_channels = _check_int(context_channels, "context_channels", 1)
+        channels, height, width = mask.shape
+        self.context_shape = (context_channels, height, width)
+        self.context_dim = context_channels * height * width
+        self.resnet = ConvResNet(
+            2 * channels + context_channels, num_params * channels, hidden_channels, num_blocks
+        )
+
+    def forward(self, x_masked: Tensor, context: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        if context.shape[-1] != self.context_dim:
+            raise ValueError(
+                f"context must have last dimension {self.context_dim} "
+                f"(= {' x '.join(map(str, self.context_shape))}), got {tuple(context.shape)}"
+            )
+        context = context.reshape(*context.shape[:-1], *self.context_shape)
+        mask = self.mask.to(x_masked.dtype).expand(*x_masked.shape[:-3], -1, -1, -1)
+        out = self.resnet(torch.cat([x_masked, mask, context.to(x_masked.dtype)], dim=-3))
         if self.num_params == 1:
             return out
         shift, raw_scale = out.chunk(2, dim=-3)

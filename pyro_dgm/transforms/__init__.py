@@ -63,6 +63,7 @@ from .coupling import (
 from .image import (
     InvertibleConv1x1,
     Squeeze,
+    conditional_conv_affine_coupling,
     conv_additive_coupling,
     conv_affine_coupling,
     image_mask,
@@ -114,6 +115,7 @@ __all__ = [
     "conditional_additive_coupling",
     "conditional_affine_autoregressive",
     "conditional_affine_coupling",
+    "conditional_conv_affine_coupling",
     "conditional_masked_affine_coupling",
     "conditional_planar",
     "conditional_radial",

@@ -15,13 +15,20 @@ from pyro.distributions import constraints
 from torch import Tensor
 from torch.distributions import Transform
 
-from ..nn.conv import CouplingConvNet
-from .coupling import AdditiveCoupling, MaskedAffineCoupling, channel_mask, checkerboard_mask
+from ..nn.conv import ConditionalCouplingConvNet, CouplingConvNet
+from .coupling import (
+    AdditiveCoupling,
+    ConditionalMaskedAffineCoupling,
+    MaskedAffineCoupling,
+    channel_mask,
+    checkerboard_mask,
+)
 from .linear import InvertibleLinear
 
 __all__ = [
     "InvertibleConv1x1",
     "Squeeze",
+    "conditional_conv_affine_coupling",
     "conv_additive_coupling",
     "conv_affine_coupling",
     "image_mask",
@@ -257,3 +264,31 @@ def conv_additive_coupling(
     m = image_mask(mask, event_shape, flip) if isinstance(mask, str) else mask
     net = CouplingConvNet(torch.as_tensor(m).bool(), 1, hidden_channels, num_blocks)
     return AdditiveCoupling(m, net)
+
+
+def conditional_conv_affine_coupling(
+    event_shape: tuple[int, int, int],
+    context_channels: int,
+    mask: str | Tensor = "checkerboard",
+    *,
+    flip: bool = False,
+    hidden_channels: int = 64,
+    num_blocks: int = 2,
+    scale_bound: float = 2.0,
+) -> ConditionalMaskedAffineCoupling:
+    r"""The conditional twin of :func:`conv_affine_coupling`: the context is a stack of
+    ``context_channels`` images of the event's height and width, passed flattened
+    (``batch + (context_channels * H * W,)``), that the hypernet
+    (:class:`~pyro_dgm.nn.ConditionalCouplingConvNet`) sees pixel-aligned with the input.
+
+    Example:
+        >>> t = conditional_conv_affine_coupling((1, 4, 4), 2, hidden_channels=8)
+        >>> x = torch.randn(3, 1, 4, 4)
+        >>> torch.equal(t.condition(torch.randn(3, 32))(x), x)  # the identity at first
+        True
+    """
+    m = image_mask(mask, event_shape, flip) if isinstance(mask, str) else mask
+    net = ConditionalCouplingConvNet(
+        torch.as_tensor(m).bool(), context_channels, 2, hidden_channels, num_blocks
+    )
+    return ConditionalMaskedAffineCoupling(m, net, scale_bound=scale_bound)
