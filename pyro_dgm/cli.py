@@ -73,7 +73,13 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     fit = commands.add_parser("fit", help="fit a model to an embedded data set, write a report")
     fit.add_argument("--data", default="moons", help=f"one of {', '.join(_data_names())}")
-    fit.add_argument("--model", default="spline", choices=[*sorted(FLOW_BUILDERS), "vae"])
+    fit.add_argument(
+        "--model",
+        default="spline",
+        choices=[*sorted(FLOW_BUILDERS), "vae", *models.AUTOREGRESSIVE_MODELS],
+        help="a flow, a VAE, or an autoregressive model of integer data (pixelcnn for "
+        "images, wavenet for sequences)",
+    )
     fit.add_argument("--epochs", type=int, default=200, help="maximum epochs (default 200)")
     fit.add_argument("--batch-size", type=int, default=256)
     fit.add_argument("--lr", type=float, default=2e-3)
@@ -137,6 +143,14 @@ def _binarized(data: datasets.Dataset) -> datasets.Dataset:
 def _build_pair(args: argparse.Namespace, data: datasets.Dataset) -> tuple[datasets.Dataset, Any]:
     """The model/guide pair that ``--model`` names, for this data (possibly binarized)."""
     dim = math.prod(data.event_shape)
+    if args.model in models.AUTOREGRESSIVE_MODELS:
+        if args.dequantization is not None:
+            raise ValueError(
+                f"--dequantization is for flows; {args.model} models the integers exactly"
+            )
+        return data, models.build_autoregressive(
+            args.model, data, hidden=args.hidden, num_layers=args.num_layers
+        )
     if args.model == "vae":
         if args.dequantization is not None:
             raise ValueError("--dequantization is for flows; a VAE uses --likelihood instead")
@@ -209,11 +223,25 @@ def _plot_report(
     if data.num_levels is not None and len(data.event_shape) == 3:
         fig, axes = plt.subplots(1, 2, figsize=(8, 4.5))
         plots.image_grid(data.test[:36], num_levels=data.num_levels, ax=axes[0], title="test data")
-        if isinstance(pair, models.VAE):
+        if isinstance(pair, (models.VAE, models.AutoregressiveModel)):
             samples, label = pair.sample(36), "samples"
         else:  # a dequantized flow draws some pixels just outside [0, L): show the nearest level
             samples, label = pair.sample(36, outside="nearest"), "samples (nearest level)"
         plots.image_grid(samples, num_levels=data.num_levels, ax=axes[1], title=label)
+        fig.suptitle(title)
+        fig.tight_layout()
+        fig.savefig(out / "samples.png", dpi=120)
+        plt.close(fig)
+        written.append("samples.png")
+    if data.num_levels is not None and len(data.event_shape) == 2:  # sequences (C, T)
+        fig, axes = plt.subplots(2, 1, figsize=(8, 5), sharex=True, sharey=True)
+        for ax, (values, label) in zip(
+            axes, [(data.test[:3], "test data"), (pair.sample(3), "samples")], strict=True
+        ):
+            ax.plot(values[:, 0].T.float().numpy(), lw=1)
+            ax.set_ylabel("level")
+            ax.set_title(label)
+        axes[-1].set_xlabel("position")
         fig.suptitle(title)
         fig.tight_layout()
         fig.savefig(out / "samples.png", dpi=120)
@@ -260,7 +288,7 @@ def run_fit(args: argparse.Namespace) -> dict[str, Any]:
     run_name = f"{args.data}-{args.model}"
     if args.model == "vae":
         run_name += f"-{args.prior}-{args.posterior}"
-    elif data.num_levels is not None:
+    elif data.num_levels is not None and args.model not in models.AUTOREGRESSIVE_MODELS:
         run_name += f"-{args.dequantization or 'uniform'}"
     out = args.out or Path("runs") / run_name
     out.mkdir(parents=True, exist_ok=True)
@@ -295,7 +323,8 @@ def run_fit(args: argparse.Namespace) -> dict[str, Any]:
         "model": args.model,
         "dequantization": (
             args.dequantization or "uniform"
-            if data.num_levels is not None and args.model != "vae"
+            if data.num_levels is not None
+            and args.model not in ("vae", *models.AUTOREGRESSIVE_MODELS)
             else None
         ),
         "vae": (

@@ -99,3 +99,20 @@ def test_vae_with_dequantization_is_an_error(tmp_path, capsys) -> None:
     argv = ["fit", "--model", "vae", "--data", "digits", "--dequantization", "uniform"]
     assert cli.main([*argv, "--out", str(tmp_path)]) == 2
     assert "likelihood" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("model", "data"), [("pixelcnn", "digits"), ("wavenet", "digit_sequences")])
+def test_fit_autoregressive_models_report_exact_bits_per_dim(tmp_path, model, data) -> None:
+    out = tmp_path / model
+    argv = ["fit", "--data", data, "--model", model, "--epochs", "1", "--hidden", "8"]
+    assert cli.main([*argv, "--num-layers", "2", "--out", str(out), "--quiet"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["bound"] == "exact" and metrics["dequantization"] is None
+    assert 0 < metrics["test_bits_per_dim"] < 20
+    assert (out / "samples.png").exists()
+
+
+def test_autoregressive_models_refuse_dequantization(tmp_path, capsys) -> None:
+    argv = ["fit", "--data", "digits", "--model", "pixelcnn", "--dequantization", "uniform"]
+    assert cli.main([*argv, "--out", str(tmp_path), "--quiet"]) == 2
+    assert "models the integers exactly" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-r"""Data sets that need no download: 2-D toys, the Rezende & Mohamed energies, digits, MNIST.
+r"""Data sets that need no download: 2-D toys, the Rezende & Mohamed energies, digits, MNIST,
+and integer sequences (digits read as sequences, generated waveforms).
 
 Every data set is a :class:`Dataset` (train, validation and test tensors, with labels and
 the number of levels for discrete data). :func:`load` builds one by name, for the CLI.
@@ -26,6 +27,7 @@ from .energies import (
     log_normalizer,
 )
 from .images import DIGITS_SPLIT, digits, mnist, read_idx, write_idx
+from .sequences import WAVEFORM_NOISE, digit_sequences, waveforms
 from .splits import Dataset
 from .toys import (
     TOY_NAMES,
@@ -53,8 +55,10 @@ __all__ = [
     "U2",
     "U3",
     "U4",
+    "WAVEFORM_NOISE",
     "Dataset",
     "checkerboard",
+    "digit_sequences",
     "digits",
     "eight_gaussians",
     "energy_log_density",
@@ -71,6 +75,7 @@ __all__ = [
     "toy_log_prob",
     "two_moons",
     "two_spirals",
+    "waveforms",
     "write_idx",
 ]
 
@@ -78,15 +83,17 @@ __all__ = [
 ALIASES = {"moons": "two_moons", "spirals": "two_spirals", "8gaussians": "eight_gaussians"}
 
 #: The names :func:`load` accepts.
-DATASET_NAMES = ("digits", "mnist", *TOY_NAMES, *ALIASES)
+DATASET_NAMES = ("digits", "digit_sequences", "waveforms", "mnist", *TOY_NAMES, *ALIASES)
 
 
 def load(name: str, **kwargs: Any) -> Dataset:
     r"""Builds a data set by name (for the command line).
 
     Arguments:
-        name: ``"digits"`` (:func:`digits`), ``"mnist"`` (:func:`mnist`, which needs
-            ``path=``), or a toy of :data:`TOY_NAMES` (:func:`toy_dataset`).
+        name: ``"digits"`` (:func:`digits`), ``"digit_sequences"``
+            (:func:`digit_sequences`), ``"waveforms"`` (:func:`waveforms`), ``"mnist"``
+            (:func:`mnist`, which needs ``path=``), or a toy of :data:`TOY_NAMES`
+            (:func:`toy_dataset`).
         kwargs: Passed on to that function, e.g. ``seed=1`` or ``num_train=5000``.
 
     Returns:
@@ -98,6 +105,10 @@ def load(name: str, **kwargs: Any) -> Dataset:
     name = ALIASES.get(name, name)
     if name == "digits":
         return digits(**kwargs)
+    if name == "digit_sequences":
+        return digit_sequences(**kwargs)
+    if name == "waveforms":
+        return waveforms(**kwargs)
     if name == "mnist":
         if "path" not in kwargs:
             raise ValueError("path: load('mnist', path=...) needs the folder of the IDX files")

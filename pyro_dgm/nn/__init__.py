@@ -2,5 +2,25 @@ r"""Plain torch networks (no Pyro): convolutional coupling networks, masked and
 causal convolutions. Transforms and distributions are built from them."""
 
 from .conv import ConditionalCouplingConvNet, ConvResNet, CouplingConvNet
+from .masked_conv import (
+    CausalConv1d,
+    GatedPixelCNNBlock,
+    MaskedConv2d,
+    PixelCNNCache,
+    PixelCNNNetwork,
+    WaveNetCache,
+    WaveNetNetwork,
+)
 
-__all__ = ["ConditionalCouplingConvNet", "ConvResNet", "CouplingConvNet"]
+__all__ = [
+    "CausalConv1d",
+    "ConditionalCouplingConvNet",
+    "ConvResNet",
+    "CouplingConvNet",
+    "GatedPixelCNNBlock",
+    "MaskedConv2d",
+    "PixelCNNCache",
+    "PixelCNNNetwork",
+    "WaveNetCache",
+    "WaveNetNetwork",
+]
