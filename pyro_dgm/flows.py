@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+import pyro
 import torch
 from pyro.distributions import (
     ConditionalTransformModule,
@@ -20,7 +21,8 @@ from pyro.distributions import (
     TransformedDistribution,
 )
 from pyro.distributions.transforms import SplineAutoregressive
-from pyro.nn import AutoRegressiveNN, ConditionalAutoRegressiveNN
+from pyro.nn import AutoRegressiveNN, ConditionalAutoRegressiveNN, PyroModule
+from pyro.poutine.runtime import am_i_wrapped
 from torch import Tensor, nn
 from torch.distributions import Transform
 
@@ -36,7 +38,17 @@ from .transforms.coupling import (
 from .transforms.linear import InvertibleLinear
 from .transforms.zuko import zuko_transform
 
-__all__ = ["IAF", "MAF", "NICE", "Flow", "Glow", "RealNVP", "SplineFlow", "ZukoFlow"]
+__all__ = [
+    "IAF",
+    "MAF",
+    "NICE",
+    "Flow",
+    "FlowDistribution",
+    "Glow",
+    "RealNVP",
+    "SplineFlow",
+    "ZukoFlow",
+]
 
 
 def _clear_caches(parts: Sequence[Transform]) -> None:
@@ -67,7 +79,37 @@ def _modules_of(parts: Sequence[Transform]) -> Iterator[nn.Module]:
             yield part._inv  # torch's _InverseTransform of a TransformModule
 
 
-class Flow(nn.Module):
+class FlowDistribution(TransformedDistribution):
+    r"""Pyro's ``TransformedDistribution``, with moments that say why they are missing.
+
+    .. math:: \mathbb{E}[x] = \int g(z)\, \mathcal{N}(z; 0, I)\, dz
+
+    has no closed form for a learned :math:`g`; torch's ``TransformedDistribution``
+    raises a bare ``NotImplementedError`` for ``mean``, ``variance`` and
+    ``entropy``. Here the error names the quantity and the estimate to use
+    instead (a Monte Carlo average over samples). Everything else is Pyro's:
+    ``sample``, ``rsample``, ``log_prob``, ``expand``, ``to_event``, ``mask``.
+    """
+
+    def _no_closed_form(self, what: str, estimate: str) -> NotImplementedError:
+        return NotImplementedError(
+            f"the {what} of a normalizing flow has no closed form (the transforms are "
+            f"learned networks); estimate it from samples, e.g. {estimate}"
+        )
+
+    @property
+    def mean(self) -> Tensor:
+        raise self._no_closed_form("mean", "d.sample((n,)).mean(0)")
+
+    @property
+    def variance(self) -> Tensor:
+        raise self._no_closed_form("variance", "d.sample((n,)).var(0)")
+
+    def entropy(self) -> Tensor:
+        raise self._no_closed_form("entropy", "-d.log_prob(d.sample((n,))).mean(0)")
+
+
+class Flow(PyroModule):
     r"""A normalizing flow: a standard normal base pushed through transforms.
 
     .. math:: x = g_K \circ \dots \circ g_1(z), \quad z \sim \mathcal{N}(0, I), \quad
@@ -78,6 +120,13 @@ class Flow(nn.Module):
     (``ConditionalTransformModule``) are conditioned on the context given to
     the call. The module owns every parameter and the base's buffers, so
     ``pyro.module``, ``.to(device)``, ``.double()`` and ``state_dict`` see them.
+
+    A flow is a ``PyroModule``: as an attribute of a user's ``PyroModule`` model or
+    guide it registers its parameters itself (under its attribute path, the
+    param store being the source of truth, as for a ``PyroModule``'s own
+    parameters), so no ``pyro.module`` call is needed there (and none should be
+    added under another name: the same tensors would be stepped twice). A
+    stand-alone flow registers nothing by itself: call ``pyro.module(name, flow)``.
 
     Arguments:
         transforms: The layers, in generative order (applied to the base sample first to last).
@@ -106,9 +155,22 @@ class Flow(nn.Module):
     def is_conditional(self) -> bool:
         return any(isinstance(p, ConditionalTransformModule) for p in self.parts)
 
-    def forward(self, context: Tensor | None = None) -> TransformedDistribution:
+    def forward(self, context: Tensor | None = None) -> FlowDistribution:
         """The flow's distribution; with a context of shape ``batch + (context_dim,)``,
         its batch shape is ``batch``."""
+        if self._pyro_name and am_i_wrapped():
+            # a child of a PyroModule, run by Pyro: register the layers (plain torch
+            # modules, which PyroModule itself would not see) under the attribute path;
+            # update_module_params makes the param store the source of truth, as it is
+            # for a PyroModule's own parameters (a loaded param store is used).
+            own = list(self.parameters())
+            pyro.module(self._pyro_name, self, update_module_params=True)
+            if any(a is not b for a, b in zip(own, self.parameters(), strict=True)):
+                # parameters taken from the store are trained ones: a data-dependent
+                # initialisation (ActNorm) must not overwrite them on the next batch
+                for m in self.modules():
+                    if isinstance(m, ActNorm):
+                        m._mark_initialized()
         if self.is_conditional and context is None:
             raise ValueError(f"{type(self).__name__} is conditional: call it with a context")
         if not self.is_conditional and context is not None:
@@ -121,7 +183,7 @@ class Flow(nn.Module):
             p.condition(context) if isinstance(p, ConditionalTransformModule) else p
             for p in self.parts
         ]
-        return TransformedDistribution(base, parts)
+        return FlowDistribution(base, parts)
 
 
 def _orderings(input_dim: int, num_layers: int) -> list[Tensor]:

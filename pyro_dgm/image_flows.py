@@ -33,11 +33,11 @@ import math
 from collections.abc import Sequence
 
 import torch
-from pyro.distributions import Normal, TransformedDistribution, TransformModule, constraints
+from pyro.distributions import Normal, TransformModule, constraints
 from torch import Tensor, nn
 from torch.distributions import Transform
 
-from .flows import Flow
+from .flows import Flow, FlowDistribution
 from .transforms.actnorm import ActNorm
 from .transforms.image import (
     InvertibleConv1x1,
@@ -354,16 +354,16 @@ class MultiScaleFlow(Flow):
 
     def forward(
         self, context: Tensor | None = None, temperature: float = 1.0
-    ) -> TransformedDistribution:
+    ) -> FlowDistribution:
         if context is not None:
             raise ValueError(f"{type(self).__name__} takes no context, got one")
         if not (isinstance(temperature, (int, float)) and temperature > 0):
             raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
+        d = super().forward()
         if temperature == 1.0:
-            return super().forward()
+            return d
         base = Normal(self.base_loc, self.base_scale * temperature).to_event(3)
-        self.transform._cached_x_y = None, None
-        return TransformedDistribution(base, [self.transform])
+        return FlowDistribution(base, d.transforms)
 
     @torch.no_grad()
     def sample(self, num_samples: int, temperature: float = 1.0) -> Tensor:

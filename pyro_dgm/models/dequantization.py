@@ -32,13 +32,12 @@ from collections.abc import Callable, Sequence
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.distributions import TransformedDistribution
 from torch import Tensor, nn
 from torch.distributions import AffineTransform, Distribution, SigmoidTransform, Transform
 from torch.distributions import constraints as torch_constraints
 from torch.distributions.transforms import ReshapeTransform
 
-from ..flows import Flow
+from ..flows import Flow, FlowDistribution
 from ..infer.metrics import (
     LogLikelihood,
     PointwiseLogLikelihood,
@@ -171,10 +170,10 @@ class _Dequantization(nn.Module):
             )
         return d
 
-    def dequantized_distribution(self) -> TransformedDistribution:
+    def dequantized_distribution(self) -> FlowDistribution:
         r"""The density :math:`p_W` of :math:`w = y + u` on the data scale :math:`[0, L]^D`,
         including the exact Jacobian of the pre-processing."""
-        return TransformedDistribution(self.density_distribution(), self._preprocessing)
+        return FlowDistribution(self.density_distribution(), self._preprocessing)
 
     @torch.no_grad()
     def sample(
@@ -631,7 +630,7 @@ class VariationalDequantization(_Dequantization):
             self._squash.append(ReshapeTransform(flow_shape, self.event_shape))
         self._squash.append(SigmoidTransform())
 
-    def noise_distribution(self, y: Tensor) -> TransformedDistribution:
+    def noise_distribution(self, y: Tensor) -> FlowDistribution:
         r"""The guide's :math:`q(u \mid y)`: batch shape ``(N,)``, event shape that of the data."""
         levels = self.check_data(y)
         ref = _first_float(self.noise_flow)
@@ -641,7 +640,7 @@ class VariationalDequantization(_Dequantization):
             base = self.noise_flow(self.features(levels))
         else:
             base = self.noise_flow().expand(levels.shape[:1])
-        return TransformedDistribution(base, self._squash)
+        return FlowDistribution(base, self._squash)
 
     def guide(self, y: Tensor) -> None:
         r""":math:`u \sim q(u \mid y)` in the plate ``"data"``."""

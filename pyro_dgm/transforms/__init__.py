@@ -42,6 +42,7 @@ from .actnorm import ActNorm, actnorm
 from .autoregressive import (
     AffineAutoregressive,
     ConditionalAffineAutoregressive,
+    ConditionedAffineAutoregressive,
     affine_autoregressive,
     conditional_affine_autoregressive,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "ConditionalSpline",
     "ConditionalSplineAutoregressive",
     "ConditionalZukoTransform",
+    "ConditionedAffineAutoregressive",
     "ConditionedZukoTransform",
     "GeneralizedChannelPermute",
     "Householder",

@@ -16,6 +16,7 @@ from torch import Tensor
 __all__ = [
     "AffineAutoregressive",
     "ConditionalAffineAutoregressive",
+    "ConditionedAffineAutoregressive",
     "affine_autoregressive",
     "conditional_affine_autoregressive",
 ]
@@ -67,15 +68,57 @@ class AffineAutoregressive(_PyroAffineAutoregressive):
     _inverse_stable = _inverse
 
 
+class ConditionedAffineAutoregressive(AffineAutoregressive):
+    r""":class:`AffineAutoregressive` bound to a context whose batch shape broadcasts
+    against the values' batch shape, as everywhere else in torch.
+
+    .. math:: y_i = \mu_i(x_{<i}, c) + \sigma_i(x_{<i}, c)\, x_i
+
+    Pyro's ``ConditionalAutoRegressiveNN`` expands the context to the values'
+    batch shape, so a context ``(B, C)`` fails against values ``(N, 1, D)``
+    (vectorized particles, ``Predictive(parallel=True)``, a conditional flow as a
+    likelihood whose context is a latent drawn per particle). Here the values
+    are first expanded to the broadcast batch shape of both; nothing else changes.
+    Costs are those of :class:`AffineAutoregressive`.
+    """
+
+    def __init__(self, autoregressive_nn: object, context: Tensor, **kwargs: object) -> None:
+        super().__init__(autoregressive_nn, **kwargs)
+        self._context_batch = context.shape[:-1]
+
+    def _broadcast(self, value: Tensor) -> Tensor:
+        try:
+            batch = torch.broadcast_shapes(value.shape[:-1], self._context_batch)
+        except RuntimeError as error:
+            raise ValueError(
+                f"value: expected a batch shape that broadcasts with the context's "
+                f"{tuple(self._context_batch)}, got shape {tuple(value.shape)}"
+            ) from error
+        return value.expand(*batch, value.shape[-1])
+
+    def _call(self, x: Tensor) -> Tensor:
+        return super()._call(self._broadcast(x))
+
+    def _call_stable(self, x: Tensor) -> Tensor:
+        return super()._call_stable(self._broadcast(x))
+
+    def _inverse(self, y: Tensor) -> Tensor:
+        return super()._inverse(self._broadcast(y))
+
+    # Pyro's __init__ binds ``self._inverse = self._inverse_stable`` when stable=True
+    _inverse_stable = _inverse
+
+
 class ConditionalAffineAutoregressive(_PyroConditionalAffineAutoregressive):
     r"""Pyro's conditional affine autoregressive transform; ``condition(context)``
-    returns the dtype-safe :class:`AffineAutoregressive`."""
+    returns a dtype-safe :class:`ConditionedAffineAutoregressive` whose context
+    broadcasts against the values."""
 
-    def condition(self, context: Tensor) -> AffineAutoregressive:
+    def condition(self, context: Tensor) -> ConditionedAffineAutoregressive:
         cond_nn = partial(self.nn, context=context)
         cond_nn.permutation = self.nn.permutation
         cond_nn.get_permutation = self.nn.get_permutation
-        return AffineAutoregressive(cond_nn, **self.kwargs)
+        return ConditionedAffineAutoregressive(cond_nn, context, **self.kwargs)
 
 
 def affine_autoregressive(

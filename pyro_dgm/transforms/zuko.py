@@ -265,21 +265,37 @@ class _ZukoBridge(Transform):
         # an element-wise zuko transform (event_dim 0) returns one ladj per feature
         return _sum_rightmost(ladj, 1 - t.domain.event_dim)
 
+    @staticmethod
+    def _call_and_ladj(t: Transform, value: Tensor) -> tuple[Tensor, Tensor]:
+        # zuko's NAF layers take their Jacobian by autograd under torch.enable_grad():
+        # without this, a value computed under torch.no_grad() (``.sample()``) would come
+        # back with requires_grad=True and a graph attached to the parameters
+        y, ladj = t.call_and_ladj(value)
+        if not torch.is_grad_enabled():
+            y, ladj = y.detach(), ladj.detach()
+        return y, ladj
+
+    @staticmethod
+    def _zuko_inverse(t: Transform, value: Tensor) -> Tensor:
+        x = t.inv(value)
+        return x if torch.is_grad_enabled() else x.detach()
+
     def _call(self, x: Tensor) -> Tensor:
         xb = self._prepare(x, "x")
         t = self._zuko()
         if self.direction == "iaf":
-            y, ladj = t.call_and_ladj(xb)  # zuko's forward is the generative direction
+            # zuko's forward is the generative direction
+            y, ladj = self._call_and_ladj(t, xb)
             self._remember(x, y, self._event_ladj(t, ladj))
             return y
-        return t.inv(xb)
+        return self._zuko_inverse(t, xb)
 
     def _inverse(self, y: Tensor) -> Tensor:
         yb = self._prepare(y, "y")
         t = self._zuko()
         if self.direction == "iaf":
-            return t.inv(yb)
-        x, ladj = t.call_and_ladj(yb)  # zuko's forward is the inference direction
+            return self._zuko_inverse(t, yb)
+        x, ladj = self._call_and_ladj(t, yb)  # zuko's forward is the inference direction
         self._remember(x, y, -self._event_ladj(t, ladj))
         return x
 
@@ -292,9 +308,9 @@ class _ZukoBridge(Transform):
             return memo[2]
         t = self._zuko()
         if self.direction == "iaf":
-            _, ladj = t.call_and_ladj(self._prepare(x, "x"))
+            _, ladj = self._call_and_ladj(t, self._prepare(x, "x"))
             return self._event_ladj(t, ladj)
-        _, ladj = t.call_and_ladj(self._prepare(y, "y"))
+        _, ladj = self._call_and_ladj(t, self._prepare(y, "y"))
         return -self._event_ladj(t, ladj)
 
 

@@ -36,7 +36,7 @@ from pyro.nn import ConditionalAutoRegressiveNN, DenseNN
 from torch import Tensor, nn
 from torch.distributions import Transform
 
-from ...flows import _clear_caches
+from ...flows import FlowDistribution, _clear_caches
 from ...transforms.autoregressive import ConditionalAffineAutoregressive
 
 __all__ = [
@@ -129,7 +129,7 @@ class FlowPosterior(GaussianPosterior):
                 )
         self.transforms = nn.ModuleList(parts)
 
-    def forward(self, h: Tensor) -> dist.TorchDistribution:
+    def forward(self, h: Tensor) -> FlowDistribution:
         loc, scale = self.gaussian(h)
         base = dist.Normal(loc, scale).to_event(1)
         _clear_caches([t for t in self.transforms if isinstance(t, Transform)])
@@ -137,7 +137,7 @@ class FlowPosterior(GaussianPosterior):
             t.condition(h) if isinstance(t, ConditionalTransformModule) else t
             for t in self.transforms
         ]
-        return dist.TransformedDistribution(base, parts)
+        return FlowDistribution(base, parts)
 
 
 # ---------------------------------------------------------------------------
