@@ -310,6 +310,10 @@ def run_fit(args: argparse.Namespace) -> dict[str, Any]:
         progress=not args.quiet,
     )
     seconds = time.perf_counter() - start
+    # the whole state of the pair (parameters and buffers: ActNorm's initialisation flag,
+    # the 1x1 convolutions' permutations), loadable with weights_only=True into the pair
+    # that the same command line builds; the checkpoint holds Pyro's parameters only
+    torch.save(pair.state_dict(), out / "model.pt")
     test = infer.log_likelihood(pair.model, pair.guide, data.test, num_particles=10)
     bounds = {test.bound: test}
     if test.bound != "exact":  # latent variables: the importance-weighted bound too, named
