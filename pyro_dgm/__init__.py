@@ -10,10 +10,11 @@ The plotting module (matplotlib) is not imported here, so that
 
 __version__ = "0.1.0"
 
-from . import distributions, flows, image_flows, infer, models, nn, transforms
+from . import diagnostics, distributions, flows, image_flows, infer, models, nn, transforms
 
 __all__ = [
     "__version__",
+    "diagnostics",
     "distributions",
     "flows",
     "image_flows",

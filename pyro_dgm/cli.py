@@ -1,9 +1,11 @@
-r"""The ``pyro-dgm`` command-line tool: fit a model to an embedded data set and write its report.
+r"""The ``pyro-dgm`` command-line tool: fit a model to an embedded data set and write its
+report; evaluate a fitted run with the diagnostics.
 
 .. code-block:: console
 
     $ pyro-dgm fit --data moons --model spline
     $ pyro-dgm fit --data rings --model maf --epochs 50 --out runs/rings
+    $ pyro-dgm evaluate runs/rings      # diagnostics (k-hat, ELBO surgery, ArviZ) into the report
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 import zuko
 
 from . import __version__, datasets, flows, image_flows, infer, models
+from .diagnostics.report import add_evaluate_parser, evaluate_command
 from .models import FlowModel
 
 __all__ = ["FLOW_BUILDERS", "IMAGE_FLOW_BUILDERS", "main", "run_fit"]
@@ -120,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     fit.add_argument("--out", type=Path, default=None, help="report folder (runs/DATA-MODEL)")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_evaluate_parser(commands)
     return parser
 
 
@@ -369,6 +373,8 @@ def run_fit(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pyro-dgm`` command."""
     args = _parser().parse_args(argv)
+    if args.command == "evaluate":
+        return evaluate_command(args)
     try:
         metrics = run_fit(args)
     except ValueError as error:

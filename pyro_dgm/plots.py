@@ -1,4 +1,4 @@
-r"""Matplotlib figures for densities, samples and training curves.
+r"""Matplotlib figures for densities, samples, latents, training curves and diagnostics.
 
 Every function takes ``ax=None`` (a new figure is made when none is given),
 accepts tensors or arrays, returns the Axes, and never calls ``plt.show()``.
@@ -7,7 +7,7 @@ accepts tensors or arrays, returns the Axes, and never calls ``plt.show()``.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,7 +17,14 @@ from torch import Tensor
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-__all__ = ["density_2d", "image_grid", "training_curve"]
+__all__ = [
+    "density_2d",
+    "elbo_surgery_bars",
+    "image_grid",
+    "latent_scatter",
+    "pareto_k",
+    "training_curve",
+]
 
 
 def _axes(ax: Axes | None, figsize: tuple[float, float] = (5.0, 4.0)) -> Axes:
@@ -131,6 +138,149 @@ def image_grid(
     ax.imshow(canvas.squeeze(-1) if c == 1 else canvas, cmap="gray_r" if c == 1 else None,
               vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def latent_scatter(
+    latents: Tensor | np.ndarray,
+    labels: Tensor | np.ndarray | Sequence[int] | None = None,
+    *,
+    dims: tuple[int, int] = (0, 1),
+    ax: Axes | None = None,
+    title: str | None = None,
+    **scatter_kwargs: Any,
+) -> Axes:
+    """Scatter two coordinates of latent codes ``(N, D)``, coloured by class label
+    (one colour and legend entry per label; one colour without labels).
+
+    Arguments:
+        latents: Latent codes (e.g. posterior means), ``(N, D)`` with ``D >= 2``
+            (project them first, e.g. by PCA, to show other directions).
+        labels: Integer or string class labels ``(N,)``.
+        dims: The two coordinates to show.
+    """
+    z = _numpy(latents).astype(float)
+    if z.ndim != 2 or z.shape[1] < 2:
+        raise ValueError(f"latents must have shape (N, D) with D >= 2, got {z.shape}")
+    if not all(0 <= d < z.shape[1] for d in dims) or len(dims) != 2:
+        raise ValueError(f"dims must be two coordinates in [0, {z.shape[1]}), got {dims}")
+    ax = _axes(ax, figsize=(5.0, 4.5))
+    kwargs = {"s": 6, "alpha": 0.7, "linewidths": 0} | scatter_kwargs
+    if labels is None:
+        ax.scatter(z[:, dims[0]], z[:, dims[1]], **kwargs)
+    else:
+        y = _numpy(labels)
+        if y.shape != (len(z),):
+            raise ValueError(f"labels must have shape ({len(z)},), got {y.shape}")
+        classes = np.unique(y)
+        colours = _colours(len(classes))
+        for colour, c in zip(colours, classes, strict=True):
+            keep = y == c
+            ax.scatter(z[keep, dims[0]], z[keep, dims[1]], color=colour, label=str(c), **kwargs)
+        ax.legend(markerscale=2, fontsize="small", title="label", loc="best")
+    ax.set_xlabel(f"z[{dims[0]}]")
+    ax.set_ylabel(f"z[{dims[1]}]")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def _colours(n: int) -> list[Any]:
+    import matplotlib.pyplot as plt
+
+    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def pareto_k(
+    k: Tensor | np.ndarray | Sequence[float],
+    *,
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Axes:
+    """The PSIS k-hat of each data point's importance weights against its index, with
+    dashed lines at 0.5 (good below) and 0.7 (not to be trusted above), points
+    coloured by band (Yao et al., 2018). Infinite values are drawn at the axis edge
+    with a triangle marker; ``nan`` (too few draws) is left out.
+    """
+    values = _numpy(k).astype(float)
+    if values.ndim != 1:
+        raise ValueError(f"k must be 1-D (one value per data point), got shape {values.shape}")
+    ax = _axes(ax, figsize=(6.0, 3.5))
+    index = np.arange(len(values))
+    finite = np.isfinite(values)
+    bands = [
+        (finite & (values <= 0.5), "tab:blue", "k <= 0.5"),
+        (finite & (values > 0.5) & (values <= 0.7), "tab:orange", "0.5 < k <= 0.7"),
+        (finite & (values > 0.7), "tab:red", "k > 0.7"),
+    ]
+    for keep, colour, label in bands:
+        ax.scatter(index[keep], values[keep], s=10, color=colour, label=f"{label} ({keep.sum()})")
+    for level in (0.5, 0.7):
+        ax.axhline(level, color="gray", ls="--", lw=1)
+    lo, hi = ax.get_ylim()
+    top, bottom = np.isposinf(values), np.isneginf(values)
+    if top.any():
+        ax.scatter(index[top], np.full(top.sum(), hi), marker="^", color="tab:red",
+                   label=f"k = inf ({top.sum()})", clip_on=False)
+    if bottom.any():
+        ax.scatter(index[bottom], np.full(bottom.sum(), lo), marker="v", color="tab:blue",
+                   label=f"k = -inf ({bottom.sum()})", clip_on=False)
+    ax.set_xlabel("data point")
+    ax.set_ylabel("PSIS k-hat")
+    ax.legend(fontsize="small", loc="best")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+_TERM_LABELS = {
+    "elbo": "ELBO",
+    "kl": "average KL",
+    "mutual_information": "mutual information",
+    "marginal_kl": "marginal KL",
+}
+
+
+def elbo_surgery_bars(
+    results: Mapping[str, Any],
+    *,
+    terms: Sequence[str] = ("mutual_information", "marginal_kl"),
+    ax: Axes | None = None,
+    title: str | None = None,
+) -> Axes:
+    """Grouped bars of ELBO-surgery terms (nats per data point), one group per model,
+    with standard errors as error bars when known.
+
+    Arguments:
+        results: Model name to :class:`~pyro_dgm.diagnostics.ELBOSurgery` (or its
+            ``to_dict()``).
+        terms: Which terms to draw: any of ``"elbo"``, ``"reconstruction"``, ``"kl"``,
+            ``"mutual_information"``, ``"marginal_kl"`` (the default two are on the
+            scale of the prior's mismatch; the reconstruction is usually far larger).
+    """
+    if not results:
+        raise ValueError("results must name at least one model")
+    rows = {name: r.to_dict() if hasattr(r, "to_dict") else dict(r) for name, r in results.items()}
+    for name, row in rows.items():
+        missing = [t for t in terms if t not in row]
+        if missing:
+            raise ValueError(f"results[{name!r}] lacks the terms {missing}")
+    ax = _axes(ax, figsize=(1.5 + 1.2 * len(rows) * len(terms) / 2, 4.0))
+    x = np.arange(len(rows))
+    width = 0.8 / len(terms)
+    for j, term in enumerate(terms):
+        heights = [float(row[term]) for row in rows.values()]
+        errors = [float(row.get("stderr", {}).get(term, np.nan)) for row in rows.values()]
+        yerr = None if np.isnan(errors).all() else np.nan_to_num(errors)
+        ax.bar(x + (j - (len(terms) - 1) / 2) * width, heights, width, yerr=yerr, capsize=3,
+               label=_TERM_LABELS.get(term, term.replace("_", " ")))
+    ax.set_xticks(x, list(rows), rotation=20 if len(rows) > 3 else 0)
+    ax.set_ylabel("nats per data point")
+    ax.axhline(0.0, color="black", lw=0.8)
+    ax.legend(fontsize="small")
     if title:
         ax.set_title(title)
     return ax

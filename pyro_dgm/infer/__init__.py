@@ -3,16 +3,19 @@ r"""Training (:func:`fit`), checkpoints and likelihood metrics."""
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .fit import History, NonFiniteLossError, evaluate_loss, fit
 from .metrics import (
+    HeavyTailWarning,
     LogLikelihood,
     PointwiseLogLikelihood,
     bits_per_dim,
     importance_log_likelihood,
     log_likelihood,
     nats_to_bits_per_dim,
+    pareto_k,
 )
 
 __all__ = [
     "Checkpoint",
+    "HeavyTailWarning",
     "History",
     "LogLikelihood",
     "NonFiniteLossError",
@@ -24,5 +27,6 @@ __all__ = [
     "load_checkpoint",
     "log_likelihood",
     "nats_to_bits_per_dim",
+    "pareto_k",
     "save_checkpoint",
 ]
