@@ -382,7 +382,7 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=30)
     parser.add_argument("--levels", type=int, default=2, help="levels of the image flows")
     parser.add_argument("--glow-steps", type=int, default=4, help="Glow steps per level")
-    parser.add_argument("--realnvp-steps", type=int, default=2, help="RealNVP couplings/stage")
+    parser.add_argument("--realnvp-steps", type=int, default=3, help="RealNVP couplings/stage")
     parser.add_argument("--hidden-channels", type=int, default=64)
     parser.add_argument("--hidden", type=int, default=128, help="zuko hidden units")
     parser.add_argument("--zuko-transforms", type=int, default=5)
