@@ -385,13 +385,22 @@ def _check_count(value: object, name: str, minimum: int = 1) -> int:
     return value
 
 
-def _check_divisible(shape: tuple[int, int, int], num_squeezes: int, num_levels: int) -> None:
+def _preset_shape(
+    event_shape: Sequence[int], num_levels: int, num_steps: int, coupling: str, num_squeezes: int
+) -> tuple[int, int, int]:
+    """Check a preset's arguments; return the image shape."""
+    shape = _image_shape(event_shape)
+    _check_count(num_levels, "num_levels")
+    _check_count(num_steps, "num_steps")
+    if coupling not in _COUPLINGS:
+        raise ValueError(f"coupling must be one of {_COUPLINGS}, got {coupling!r}")
     factor = 2**num_squeezes
     if shape[1] % factor or shape[2] % factor:
         raise ValueError(
             f"image shape {shape} does not fit num_levels={num_levels}: the levels squeeze "
             f"{num_squeezes} times, so H and W must be divisible by {factor}"
         )
+    return shape
 
 
 def _coupling(kind: str, shape: tuple[int, int, int], mask: str, flip: bool, **net: int) -> Transform:
@@ -444,12 +453,7 @@ class RealNVP(MultiScaleFlow):
         actnorm: bool = True,
         learned_prior: bool = False,
     ) -> None:
-        shape = _image_shape(event_shape)
-        _check_count(num_levels, "num_levels")
-        _check_count(num_steps, "num_steps")
-        if coupling not in _COUPLINGS:
-            raise ValueError(f"coupling must be one of {_COUPLINGS}, got {coupling!r}")
-        _check_divisible(shape, num_levels - 1, num_levels)
+        shape = _preset_shape(event_shape, num_levels, num_steps, coupling, num_levels - 1)
         net = {"hidden_channels": hidden_channels, "num_blocks": num_blocks}
 
         def stage(s: tuple[int, int, int], mask: str, count: int) -> list[Transform]:
@@ -525,12 +529,7 @@ class Glow(MultiScaleFlow):
         coupling: str = "affine",
         learned_prior: bool = True,
     ) -> None:
-        shape = _image_shape(event_shape)
-        _check_count(num_levels, "num_levels")
-        _check_count(num_steps, "num_steps")
-        if coupling not in _COUPLINGS:
-            raise ValueError(f"coupling must be one of {_COUPLINGS}, got {coupling!r}")
-        _check_divisible(shape, num_levels, num_levels)
+        shape = _preset_shape(event_shape, num_levels, num_steps, coupling, num_levels)
         net = {"hidden_channels": hidden_channels, "num_blocks": num_blocks}
         levels = []
         for index in range(num_levels):
