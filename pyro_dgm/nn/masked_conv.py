@@ -140,6 +140,19 @@ def _gate(f: Tensor, dim: int = 1) -> Tensor:
 # ---------------------------------------------------------------------------
 
 
+
+def _check_context(x: Tensor, context: Tensor | None, context_dim: int | None) -> None:
+    """A context is given exactly when the network has one, with shape ``(N, context_dim)``."""
+    if (context is None) != (context_dim is None):
+        raise ValueError(
+            f"context: the network was built with context_dim={context_dim}, "
+            f"got context {None if context is None else tuple(context.shape)}"
+        )
+    if context is not None and context.shape != (x.shape[0], context_dim):
+        raise ValueError(
+            f"context: expected shape ({x.shape[0]}, {context_dim}), got {tuple(context.shape)}"
+        )
+
 class MaskedConv2d(nn.Conv2d):
     r"""A 2-D convolution masked to the raster-scan past (PixelCNN, type A or B).
 
@@ -356,16 +369,7 @@ class PixelCNNNetwork(nn.Module):
             raise ValueError(
                 f"x: expected shape (N, {self.data_channels}, H, W), got {tuple(x.shape)}"
             )
-        if (context is None) != (self.context_dim is None):
-            raise ValueError(
-                f"context: the network was built with context_dim={self.context_dim}, "
-                f"got context {None if context is None else tuple(context.shape)}"
-            )
-        if context is not None and context.shape != (x.shape[0], self.context_dim):
-            raise ValueError(
-                f"context: expected shape ({x.shape[0]}, {self.context_dim}), "
-                f"got {tuple(context.shape)}"
-            )
+        _check_context(x, context, self.context_dim)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """Parameters ``(N, P, C, H, W)`` of every position, from inputs ``(N, C, H, W)``."""
@@ -648,16 +652,7 @@ class WaveNetNetwork(nn.Module):
             raise ValueError(
                 f"x: expected shape (N, {self.data_channels}, T), got {tuple(x.shape)}"
             )
-        if (context is None) != (self.context_dim is None):
-            raise ValueError(
-                f"context: the network was built with context_dim={self.context_dim}, "
-                f"got context {None if context is None else tuple(context.shape)}"
-            )
-        if context is not None and context.shape != (x.shape[0], self.context_dim):
-            raise ValueError(
-                f"context: expected shape ({x.shape[0]}, {self.context_dim}), "
-                f"got {tuple(context.shape)}"
-            )
+        _check_context(x, context, self.context_dim)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """Parameters ``(N, P, C, T)`` of every step, from inputs ``(N, C, T)``."""
