@@ -51,7 +51,19 @@ __all__ = [
 ]
 
 
-def _clear_caches(parts: Sequence[Transform]) -> None:
+def _cache_holders(parts: Sequence[Transform]) -> Iterator[Transform]:
+    """The transforms, nested ones included, that keep a one-entry (x, y) cache."""
+    for part in parts:
+        inner = getattr(part, "_inv", None)
+        target = (
+            inner if isinstance(inner, Transform) and not isinstance(part, nn.Module) else part
+        )
+        if getattr(target, "_cache_size", 0) == 1:
+            yield target
+        yield from _cache_holders(getattr(target, "parts", ()))
+
+
+def _clear_caches(holders: Sequence[Transform]) -> None:
     """Forget the (x, y) pair each transform cached from an earlier distribution.
 
     torch's transform cache is keyed by tensor identity: scoring the very same
@@ -60,14 +72,8 @@ def _clear_caches(parts: Sequence[Transform]) -> None:
     frozen loss). Each call of a :class:`Flow` starts with empty caches, so a
     distribution still scores its own samples through the cache.
     """
-    for part in parts:
-        inner = getattr(part, "_inv", None)
-        target = (
-            inner if isinstance(inner, Transform) and not isinstance(part, nn.Module) else part
-        )
-        if getattr(target, "_cache_size", 0) == 1:
-            target._cached_x_y = None, None
-        _clear_caches(getattr(target, "parts", ()))
+    for holder in holders:
+        holder._cached_x_y = None, None
 
 
 def _modules_of(parts: Sequence[Transform]) -> Iterator[nn.Module]:
@@ -148,12 +154,15 @@ class Flow(PyroModule):
         self.event_shape = shape
         self.parts = list(transforms)
         self.layers = nn.ModuleList(_modules_of(self.parts))
+        # fixed with the parts, and needed at every call
+        self._conditional = any(isinstance(p, ConditionalTransformModule) for p in self.parts)
+        self._cache_holders = list(_cache_holders(self.parts))
         self.register_buffer("base_loc", torch.zeros(shape))
         self.register_buffer("base_scale", torch.ones(shape))
 
     @property
     def is_conditional(self) -> bool:
-        return any(isinstance(p, ConditionalTransformModule) for p in self.parts)
+        return self._conditional
 
     def forward(self, context: Tensor | None = None) -> FlowDistribution:
         """The flow's distribution; with a context of shape ``batch + (context_dim,)``,
@@ -178,7 +187,7 @@ class Flow(PyroModule):
         base = Normal(self.base_loc, self.base_scale).to_event(len(self.event_shape))
         if context is not None:
             base = base.expand(context.shape[:-1])
-        _clear_caches(self.parts)
+        _clear_caches(self._cache_holders)
         parts = [
             p.condition(context) if isinstance(p, ConditionalTransformModule) else p
             for p in self.parts

@@ -9,8 +9,9 @@ import pyro.distributions as dist
 import pytest
 import torch
 from harness import TransformCase, TransformHarness
-from torch import Tensor
+from torch import Tensor, nn
 
+from pyro_dgm.nn import CouplingMLP
 from pyro_dgm.transforms.coupling import (
     AdditiveCoupling,
     ConditionalAdditiveCoupling,
@@ -429,3 +430,57 @@ def test_random_mask_is_saved_and_restored() -> None:
     assert torch.equal(t1.mask, t2.mask)
     assert t1.event_dim == 1
     assert MaskedAffineCoupling(checkerboard_mask(4, 4, 2), ConvHypernet(2)).event_dim == 3
+
+
+# ---------------------------------------------------------------------------
+# the dense hypernet
+# ---------------------------------------------------------------------------
+
+
+def test_coupling_mlp_computes_a_relu_mlp_of_input_and_context() -> None:
+    net = CouplingMLP(3, [5, 4], num_outputs=2, context_dim=2).double()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_()
+    x, c = torch.randn(7, 3, dtype=torch.float64), torch.randn(7, 2, dtype=torch.float64)
+    h = torch.cat([x, c], -1)
+    linears = [m for m in net.layers if isinstance(m, nn.Linear)]
+    for layer in linears[:-1]:
+        h = torch.relu(h @ layer.weight.T + layer.bias)
+    out = h @ linears[-1].weight.T + linears[-1].bias
+    shift, raw = net(x, c)
+    assert torch.equal(shift, out[:, :3]) and torch.equal(raw, out[:, 3:])
+
+
+def test_coupling_mlp_starts_at_zero_and_returns_one_tensor_for_one_output() -> None:
+    net = CouplingMLP(4, [8], num_outputs=1)
+    out = net(torch.randn(2, 5, 4))
+    assert isinstance(out, torch.Tensor) and out.shape == (2, 5, 4)
+    assert torch.equal(out, torch.zeros(2, 5, 4))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"input_dim": 0, "hidden_dims": [4]}, "input_dim"),
+        ({"input_dim": 2, "hidden_dims": []}, "hidden_dims"),
+        ({"input_dim": 2, "hidden_dims": [4, 0]}, "hidden_dims"),
+        ({"input_dim": 2, "hidden_dims": [4], "num_outputs": 0}, "num_outputs"),
+        ({"input_dim": 2, "hidden_dims": [4], "context_dim": 0}, "context_dim"),
+    ],
+)
+def test_coupling_mlp_rejects_bad_sizes(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        CouplingMLP(**kwargs)
+
+
+def test_coupling_mlp_rejects_bad_calls() -> None:
+    plain, conditional = CouplingMLP(2, [4]), CouplingMLP(2, [4], context_dim=3)
+    with pytest.raises(ValueError, match="takes no context"):
+        plain(torch.randn(2), torch.randn(3))
+    with pytest.raises(ValueError, match="call it with a context"):
+        conditional(torch.randn(2))
+    with pytest.raises(ValueError, match=r"x must have shape batch \+ \(2,\)"):
+        plain(torch.randn(5, 3))
+    with pytest.raises(ValueError, match=r"context must have shape batch \+ \(3,\)"):
+        conditional(torch.randn(5, 2), torch.randn(5, 4))

@@ -8,10 +8,20 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from pyro.infer import TraceGraph_ELBO
+from pyro import poutine
+from pyro.distributions import constraints
+from pyro.infer import (
+    JitTrace_ELBO,
+    Trace_ELBO,
+    TraceEnum_ELBO,
+    TraceGraph_ELBO,
+    TraceMeanField_ELBO,
+)
+from pyro.nn import PyroModule, PyroParam, pyro_method
 
 from pyro_dgm import infer
 from pyro_dgm.flows import MAF
+from pyro_dgm.infer.fit import _Objective
 from pyro_dgm.models import FlowModel
 
 
@@ -347,3 +357,86 @@ def test_fit_restores_validation_after_an_error_and_rejects_bad_values() -> None
     assert pyro.infer.util.is_validation_enabled()
     with pytest.raises(ValueError, match="validate must be"):
         infer.fit(model, lambda x: None, torch.randn(10), validate="always")
+
+
+# ---------------------------------------------------------------------------
+# fit answers the pair's pyro.param calls for the parameters it collected
+# ---------------------------------------------------------------------------
+
+
+class _MixedPair(PyroModule):
+    """A VAE-like pair that registers parameters in every way Pyro allows: a
+    torch module through pyro.module, a constrained pyro.param, a PyroModule's
+    PyroParam (constrained) and its plain nn.Parameter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.decoder = PyroModule[torch.nn.Linear](2, 3)
+        self.prior_scale = PyroParam(torch.ones(2), constraint=constraints.positive)
+        self.encoder = torch.nn.Linear(3, 4)
+
+    @pyro_method
+    def model(self, x: torch.Tensor) -> None:
+        noise = pyro.param("noise", torch.full((3,), 0.5), constraint=constraints.positive)
+        with pyro.plate("data", x.shape[0]):
+            z = pyro.sample("z", dist.Normal(0.0, self.prior_scale).to_event(1))
+            pyro.sample("x", dist.Normal(self.decoder(z), noise).to_event(1), obs=x)
+
+    @pyro_method
+    def guide(self, x: torch.Tensor) -> None:
+        pyro.module("encoder", self.encoder)
+        loc, log_scale = self.encoder(x).chunk(2, -1)
+        with pyro.plate("data", x.shape[0]):
+            pyro.sample("z", dist.Normal(loc, log_scale.exp()).to_event(1))
+
+
+@pytest.mark.parametrize("elbo", [Trace_ELBO, TraceMeanField_ELBO, TraceEnum_ELBO])
+def test_fit_step_equals_pyros_differentiable_loss(elbo: type) -> None:
+    """The step loss and every gradient are Pyro's own, while the collected
+    unconstrained parameters are no longer traced and the constrained ones are."""
+    pair = _MixedPair()
+    x = torch.randn(16, 3)
+    objective = _Objective(pair.model, pair.guide, elbo(max_plate_nesting=1), data_size=16)
+    named = objective.params(x)
+    assert {"decoder.weight", "decoder.bias", "encoder$$$weight", "noise"} <= set(named)
+
+    pyro.set_rng_seed(3)
+    value = objective.step_loss(x)
+    ours = {n: p.grad.clone() for n, p in named.items()}
+    for p in named.values():
+        p.grad = None
+    pyro.set_rng_seed(3)
+    # max_plate_nesting given: no guessing run, which would draw random numbers first
+    expected = elbo(max_plate_nesting=1).differentiable_loss(pair.model, pair.guide, x)
+    expected.backward()
+    assert torch.allclose(value, expected.detach(), rtol=0, atol=1e-6)
+    for n, p in named.items():
+        assert torch.allclose(ours[n], p.grad, rtol=0, atol=1e-6), n
+
+    traced = set()
+    for half in (objective.step_model, objective.step_guide):
+        tape = poutine.trace(half).get_trace(x)
+        traced |= {n for n, s in tape.nodes.items() if s["type"] == "param"}
+    assert traced == {"noise", "prior_scale"}  # constrained: computed from the store
+
+
+def test_fit_does_not_answer_params_for_jit_elbos() -> None:
+    """A Jit ELBO finds the tensors it compiles against by tracing param sites."""
+    pair = _MixedPair()
+    objective = _Objective(pair.model, pair.guide, JitTrace_ELBO(), data_size=8)
+    objective.params(torch.randn(8, 3))
+    assert objective.step_model is objective.model and objective.step_guide is objective.guide
+
+
+def test_fit_trains_a_pair_registered_every_way() -> None:
+    pair = _MixedPair()
+    data = torch.randn(256, 3) * 0.3 + torch.tensor([1.0, -1.0, 0.5])
+    before = {n: p.detach().clone() for n, p in pair.named_parameters()}
+    history = infer.fit(
+        pair.model, pair.guide, data, validation=None, epochs=30, batch_size=64, lr=0.05,
+        progress=False,
+    )
+    assert history.train_loss[-1] < history.train_loss[0] - 1.0
+    for n, p in pair.named_parameters():  # the PyroModule's and the module's tensors moved
+        assert not torch.equal(p.detach(), before[n]), n
+    assert pyro.param("noise").min() > 0

@@ -13,8 +13,9 @@ from typing import Any
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer import ELBO, Trace_ELBO
+from pyro.infer import ELBO, Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
 from pyro.infer.util import is_validation_enabled
+from pyro.poutine.messenger import Messenger
 from torch import Tensor
 from tqdm import tqdm  # plain tqdm: tqdm.auto warns in notebooks without ipywidgets
 
@@ -112,13 +113,43 @@ def _without_data_size(fn: Callable) -> Callable:
     return call
 
 
+# ELBOs whose differentiable_loss reads only the sample sites of the traces. Not
+# their Jit* subclasses: those find their parameters by tracing param sites.
+_PARAM_BLIND_LOSSES = (Trace_ELBO, TraceMeanField_ELBO, TraceEnum_ELBO)
+
+
+class _CollectedParams(Messenger):
+    """Answers ``pyro.param`` for the unconstrained parameters :func:`fit` collected.
+
+    ``fit`` steps the tensors it collected once; Pyro's traces would record every
+    ``pyro.param`` of the pair again at each step (``pyro.module`` issues one per
+    tensor), which was about a tenth of a small flow's training step. This handler
+    wraps the model and the guide (so it sees their ``param`` messages first),
+    returns the very tensor the param store holds, and stops the message there.
+    Constrained parameters (whose value is computed from the stored tensor) and
+    names it does not know go through Pyro as usual.
+    """
+
+    def __init__(self, params: dict[str, Tensor]) -> None:
+        super().__init__()
+        self.params = params
+
+    def _pyro_param(self, msg: dict[str, Any]) -> None:
+        value = self.params.get(msg["name"])
+        if value is not None:
+            msg["value"] = value
+            msg["done"] = True
+            msg["stop"] = True
+
+
 class _Objective:
     """The minibatch loss of a model/guide pair and the parameters it reaches.
 
     Pyro's ``SVI`` re-traces every parameter and goes through Pyro's optimizer
     wrappers on each step; here the parameters are collected once and stepped
-    by one torch optimizer, which measured as fast as a hand-written loop
-    (benchmarks/fit_overhead.py).
+    by one torch optimizer, and (for the ELBOs that only read sample sites) the
+    pair's ``pyro.param`` calls are answered by :class:`_CollectedParams`
+    instead of being traced again (benchmarks/fit_overhead.py).
     """
 
     def __init__(self, model: Callable, guide: Callable, loss: ELBO, data_size: int) -> None:
@@ -129,12 +160,21 @@ class _Objective:
         self.model = model
         self.guide = guide if not scaled or _accepts_data_size(guide) else _without_data_size(guide)
         self.differentiable = hasattr(loss, "differentiable_loss")
+        self.step_model, self.step_guide = self.model, self.guide
 
     def params(self, batch: Tensor) -> dict[str, Tensor]:
-        """Run the pair once (creating lazy parameters) and collect what it reaches."""
+        """Run the pair once (creating lazy parameters) and collect what it reaches.
+
+        From then on, the unconstrained ones are answered without tracing when the
+        loss allows it (see :class:`_CollectedParams`)."""
         with poutine.trace(param_only=True) as tape:
             self.loss.loss(self.model, self.guide, batch, **self.kwargs)
-        found = {name: site["value"].unconstrained() for name, site in tape.trace.nodes.items()}
+        sites = tape.trace.nodes
+        found = {name: site["value"].unconstrained() for name, site in sites.items()}
+        if self.differentiable and type(self.loss) in _PARAM_BLIND_LOSSES:
+            plain = {n: v for n, v in found.items() if sites[n]["value"] is v}
+            self.step_model = _CollectedParams(plain)(self.model)
+            self.step_guide = _CollectedParams(plain)(self.guide)
         return {name: found[name] for name in sorted(found)}
 
     def normalizer(self, batch: Tensor) -> int:
@@ -144,7 +184,9 @@ class _Objective:
     def step_loss(self, batch: Tensor) -> Tensor:
         """Loss of one minibatch; gradients are in ``.grad`` afterwards."""
         if self.differentiable:
-            value = self.loss.differentiable_loss(self.model, self.guide, batch, **self.kwargs)
+            value = self.loss.differentiable_loss(
+                self.step_model, self.step_guide, batch, **self.kwargs
+            )
             if torch.isfinite(value):
                 value.backward()
             return value.detach()
@@ -156,7 +198,7 @@ class _Objective:
     def evaluate(self, data: Tensor, batch_size: int) -> float:
         total = 0.0
         for batch in data.split(batch_size):
-            loss = self.loss.loss(self.model, self.guide, batch, **self.kwargs)
+            loss = self.loss.loss(self.step_model, self.step_guide, batch, **self.kwargs)
             total += float(loss) * len(batch) / self.normalizer(batch)
         return total / len(data)
 

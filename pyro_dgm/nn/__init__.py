@@ -1,7 +1,8 @@
-r"""Plain torch networks (no Pyro): convolutional coupling networks, masked and
-causal convolutions. Transforms and distributions are built from them."""
+r"""Plain torch networks (no Pyro): dense and convolutional coupling networks,
+masked and causal convolutions. Transforms and distributions are built from them."""
 
 from .conv import ConditionalCouplingConvNet, ConvResNet, CouplingConvNet
+from .dense import CouplingMLP
 from .masked_conv import (
     CausalConv1d,
     GatedPixelCNNBlock,
@@ -17,6 +18,7 @@ __all__ = [
     "ConditionalCouplingConvNet",
     "ConvResNet",
     "CouplingConvNet",
+    "CouplingMLP",
     "GatedPixelCNNBlock",
     "MaskedConv2d",
     "PixelCNNCache",

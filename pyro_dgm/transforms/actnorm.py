@@ -9,6 +9,8 @@ import torch
 from pyro.distributions import TransformModule, constraints
 from torch import Tensor
 
+from ._events import real_event
+
 __all__ = ["ActNorm", "actnorm"]
 
 
@@ -93,11 +95,11 @@ class ActNorm(TransformModule):
 
     @constraints.dependent_property(is_discrete=False)
     def domain(self) -> constraints.Constraint:
-        return constraints.independent(constraints.real, self._event_dim)
+        return real_event(self._event_dim)
 
     @constraints.dependent_property(is_discrete=False)
     def codomain(self) -> constraints.Constraint:
-        return constraints.independent(constraints.real, self._event_dim)
+        return real_event(self._event_dim)
 
     # -- initialisation --------------------------------------------------------
 

@@ -10,9 +10,10 @@ vectors :math:`(D,)` and images :math:`(C, H, W)` alike (``event_dim`` is
 
 The hypernet sees the masked input :math:`x \odot m` (same shape as the event)
 and returns parameters of the event's shape; the entries at :math:`m = 1` are
-ignored. Helpers build a dense network for vector events (Pyro's ``DenseNN``
-with a zero last layer, so every coupling starts as the identity); image
-hypernets (convolutions) are passed to the classes directly.
+ignored. Helpers build a dense network for vector events
+(:class:`~pyro_dgm.nn.CouplingMLP`, with a zero last layer, so every coupling
+starts as the identity); image hypernets (convolutions) are passed to the
+classes directly.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ from collections.abc import Callable
 
 import torch
 from pyro.distributions import ConditionalTransformModule, TransformModule, constraints
-from pyro.nn import ConditionalDenseNN, DenseNN
 from torch import Tensor
+
+from ..nn.dense import CouplingMLP
+from ._events import real_event
 
 __all__ = [
     "AdditiveCoupling",
@@ -246,6 +249,7 @@ class _MaskedCoupling(TransformModule):
     def _setup(self, mask: Tensor, hypernet: Callable[..., object]) -> None:
         self.register_buffer("mask", mask)
         self.hypernet = hypernet
+        self._event_constraint = real_event(mask.dim())
 
     @classmethod
     def _from_validated(
@@ -260,11 +264,11 @@ class _MaskedCoupling(TransformModule):
 
     @constraints.dependent_property(is_discrete=False)
     def domain(self) -> constraints.Constraint:
-        return constraints.independent(constraints.real, self.mask.dim())
+        return self._event_constraint
 
     @constraints.dependent_property(is_discrete=False)
     def codomain(self) -> constraints.Constraint:
-        return constraints.independent(constraints.real, self.mask.dim())
+        return self._event_constraint
 
 
 class _ConditionalMaskedCoupling(ConditionalTransformModule):
@@ -276,14 +280,15 @@ class _ConditionalMaskedCoupling(ConditionalTransformModule):
         super().__init__()
         self.register_buffer("mask", _validated_mask(mask))
         self.hypernet = hypernet
+        self._event_constraint = real_event(self.mask.dim())
 
     @constraints.dependent_property(is_discrete=False)
     def domain(self) -> constraints.Constraint:
-        return constraints.independent(constraints.real, self.mask.dim())
+        return self._event_constraint
 
     @constraints.dependent_property(is_discrete=False)
     def codomain(self) -> constraints.Constraint:
-        return constraints.independent(constraints.real, self.mask.dim())
+        return self._event_constraint
 
 
 # ---------------------------------------------------------------------------
@@ -564,14 +569,6 @@ def _hidden_dims(input_dim: int, hidden_dims: list[int] | None) -> list[int]:
     return hidden_dims
 
 
-def _zero_last_layer(net: DenseNN | ConditionalDenseNN) -> None:
-    """Zero the last linear layer of Pyro's ``DenseNN``, so the coupling starts as
-    the identity (Glow's zero initialisation)."""
-    with torch.no_grad():
-        net.layers[-1].weight.zero_()
-        net.layers[-1].bias.zero_()
-
-
 def masked_affine_coupling(
     input_dim: int,
     mask: Tensor | None = None,
@@ -580,9 +577,9 @@ def masked_affine_coupling(
 ) -> MaskedAffineCoupling:
     r"""Build a :class:`MaskedAffineCoupling` for vector events ``(input_dim,)``.
 
-    The hypernet is Pyro's ``DenseNN`` (ReLU) from ``input_dim`` inputs (the masked
-    vector) to ``(shift, raw_scale)``, with its last layer zeroed: the layer starts
-    as the identity.
+    The hypernet is a :class:`~pyro_dgm.nn.CouplingMLP` (ReLU) from ``input_dim``
+    inputs (the masked vector) to ``(shift, raw_scale)``, with its last layer
+    zeroed: the layer starts as the identity.
 
     Arguments:
         input_dim: The event size :math:`D \geq 2`.
@@ -597,8 +594,7 @@ def masked_affine_coupling(
         True
     """
     mask = _vector_mask(input_dim, mask)
-    net = DenseNN(input_dim, _hidden_dims(input_dim, hidden_dims), [input_dim, input_dim])
-    _zero_last_layer(net)
+    net = CouplingMLP(input_dim, _hidden_dims(input_dim, hidden_dims), num_outputs=2)
     return MaskedAffineCoupling(mask, net, scale_bound=scale_bound)
 
 
@@ -611,9 +607,9 @@ def conditional_masked_affine_coupling(
 ) -> ConditionalMaskedAffineCoupling:
     r"""Build a :class:`ConditionalMaskedAffineCoupling` for vector events.
 
-    The hypernet is Pyro's ``ConditionalDenseNN``: the context is concatenated to
-    the masked input; its last layer is zeroed, so every conditioned layer starts
-    as the identity.
+    The hypernet is a :class:`~pyro_dgm.nn.CouplingMLP` with a context, concatenated
+    to the masked input; its last layer is zeroed, so every conditioned layer
+    starts as the identity.
 
     Arguments:
         input_dim: The event size :math:`D \geq 2`.
@@ -631,8 +627,7 @@ def conditional_masked_affine_coupling(
     mask = _vector_mask(input_dim, mask)
     _check_positive_int(context_dim, "context_dim")
     hidden = _hidden_dims(input_dim, hidden_dims)
-    net = ConditionalDenseNN(input_dim, context_dim, hidden, [input_dim, input_dim])
-    _zero_last_layer(net)
+    net = CouplingMLP(input_dim, hidden, num_outputs=2, context_dim=context_dim)
     return ConditionalMaskedAffineCoupling(mask, net, scale_bound=scale_bound)
 
 
@@ -641,7 +636,7 @@ def additive_coupling(
 ) -> AdditiveCoupling:
     r"""Build an :class:`AdditiveCoupling` for vector events ``(input_dim,)``.
 
-    The hypernet is Pyro's ``DenseNN`` (ReLU) with its last layer zeroed.
+    The hypernet is a :class:`~pyro_dgm.nn.CouplingMLP` (ReLU) with its last layer zeroed.
 
     Arguments:
         input_dim: The event size :math:`D \geq 2`.
@@ -653,8 +648,7 @@ def additive_coupling(
         torch.Size([2, 4])
     """
     mask = _vector_mask(input_dim, mask)
-    net = DenseNN(input_dim, _hidden_dims(input_dim, hidden_dims), [input_dim])
-    _zero_last_layer(net)
+    net = CouplingMLP(input_dim, _hidden_dims(input_dim, hidden_dims), num_outputs=1)
     return AdditiveCoupling(mask, net)
 
 
@@ -666,7 +660,7 @@ def conditional_additive_coupling(
 ) -> ConditionalAdditiveCoupling:
     r"""Build a :class:`ConditionalAdditiveCoupling` for vector events.
 
-    The hypernet is Pyro's ``ConditionalDenseNN`` (context concatenated to the
+    The hypernet is a :class:`~pyro_dgm.nn.CouplingMLP` (context concatenated to the
     masked input) with its last layer zeroed.
 
     Arguments:
@@ -683,6 +677,5 @@ def conditional_additive_coupling(
     mask = _vector_mask(input_dim, mask)
     _check_positive_int(context_dim, "context_dim")
     hidden = _hidden_dims(input_dim, hidden_dims)
-    net = ConditionalDenseNN(input_dim, context_dim, hidden, [input_dim])
-    _zero_last_layer(net)
+    net = CouplingMLP(input_dim, hidden, num_outputs=1, context_dim=context_dim)
     return ConditionalAdditiveCoupling(mask, net)

@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import Transform, constraints
 
+from ._events import real_event
+
 __all__ = ["LogitTransform"]
 
 
@@ -100,9 +102,7 @@ class LogitTransform(Transform):
 
     @constraints.dependent_property(is_discrete=False)
     def domain(self) -> constraints.Constraint:
-        if self._event_dim == 0:
-            return constraints.real
-        return constraints.independent(constraints.real, self._event_dim)
+        return real_event(self._event_dim)
 
     @constraints.dependent_property(is_discrete=False)
     def codomain(self) -> constraints.Constraint:

@@ -36,7 +36,7 @@ from pyro.nn import ConditionalAutoRegressiveNN, DenseNN
 from torch import Tensor, nn
 from torch.distributions import Transform
 
-from ...flows import FlowDistribution, _clear_caches
+from ...flows import FlowDistribution, _cache_holders, _clear_caches
 from ...transforms.autoregressive import ConditionalAffineAutoregressive
 
 __all__ = [
@@ -132,7 +132,7 @@ class FlowPosterior(GaussianPosterior):
     def forward(self, h: Tensor) -> FlowDistribution:
         loc, scale = self.gaussian(h)
         base = dist.Normal(loc, scale).to_event(1)
-        _clear_caches([t for t in self.transforms if isinstance(t, Transform)])
+        _clear_caches(list(_cache_holders([t for t in self.transforms if isinstance(t, Transform)])))
         parts = [
             t.condition(h) if isinstance(t, ConditionalTransformModule) else t
             for t in self.transforms
