@@ -21,7 +21,8 @@ from pyro.nn import PyroModule, PyroParam, pyro_method
 
 from pyro_dgm import infer
 from pyro_dgm.flows import MAF
-from pyro_dgm.infer.fit import _Objective
+from pyro_dgm.infer.fit import _build_optimizer, _Objective
+from pyro_dgm.infer.registration import CollectedParams, register_module
 from pyro_dgm.models import FlowModel
 
 
@@ -440,3 +441,63 @@ def test_fit_trains_a_pair_registered_every_way() -> None:
     for n, p in pair.named_parameters():  # the PyroModule's and the module's tensors moved
         assert not torch.equal(p.detach(), before[n]), n
     assert pyro.param("noise").min() > 0
+
+
+def test_fit_builds_torch_optimizers_with_multi_tensor_kernels() -> None:
+    params = [torch.zeros(3, requires_grad=True)]
+    assert _build_optimizer(torch.optim.Adam, params, 0.1).defaults["foreach"] is True
+    assert _build_optimizer(torch.optim.SGD, params, 0.1).defaults["foreach"] is True
+
+    def factory(p: list, lr: float) -> torch.optim.Optimizer:
+        return torch.optim.Adam(p, lr=lr, foreach=False)
+
+    assert _build_optimizer(factory, params, 0.1).defaults["foreach"] is False
+
+
+def test_fit_with_multi_tensor_kernels_takes_the_same_steps() -> None:
+    data = torch.randn(512, 2)
+    final = []
+    for optimizer in (torch.optim.Adam, lambda p, lr: torch.optim.Adam(p, lr=lr, foreach=False)):
+        pyro.clear_param_store()
+        pyro.set_rng_seed(1)
+        pair = FlowModel(MAF(2, num_layers=2, hidden_dims=[8]))
+        initial = torch.cat([p.detach().flatten() for p in pair.parameters()])
+        infer.fit(
+            pair.model, pair.guide, data, validation=None, epochs=3, batch_size=64,
+            optimizer=optimizer, progress=False,
+        )
+        final.append(torch.cat([p.detach().flatten() for p in pair.parameters()]))
+    assert torch.allclose(final[0], final[1], rtol=0, atol=1e-5)
+    assert (final[0] - initial).abs().max() > 1e-2  # both trained the same initial flow
+
+
+def test_pairs_skip_pyro_module_only_inside_fits_handler(monkeypatch) -> None:
+    calls: list[str] = []
+    real_module = pyro.module
+
+    def counting_module(name: str, module: torch.nn.Module, *args, **kwargs):
+        calls.append(name)
+        return real_module(name, module, *args, **kwargs)
+
+    monkeypatch.setattr(pyro, "module", counting_module)
+    pair = FlowModel(MAF(2, num_layers=2, hidden_dims=[8]))
+    x = torch.randn(16, 2)
+    objective = _Objective(pair.model, pair.guide, Trace_ELBO(), data_size=16)
+    named = objective.params(x)  # all unconstrained
+    calls.clear()
+    objective.step_loss(x)
+    assert calls == []  # fit's handler holds every tensor of the flow
+
+    Trace_ELBO().differentiable_loss(pair.model, pair.guide, x)  # outside fit: Pyro's way
+    assert calls == ["flow"]
+
+    calls.clear()
+    # a handler inside fit's: it must see the params
+    with CollectedParams(named), poutine.trace() as tape:
+        register_module("flow", pair.flow)
+    assert calls == ["flow"] and any(s["type"] == "param" for s in tape.trace.nodes.values())
+
+    calls.clear()
+    with CollectedParams({}):  # holds none of the flow's tensors
+        register_module("flow", pair.flow)
+    assert calls == ["flow"]

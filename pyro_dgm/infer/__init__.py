@@ -12,6 +12,7 @@ from .metrics import (
     nats_to_bits_per_dim,
     pareto_k,
 )
+from .registration import register_module
 
 __all__ = [
     "Checkpoint",
@@ -28,5 +29,6 @@ __all__ = [
     "log_likelihood",
     "nats_to_bits_per_dim",
     "pareto_k",
+    "register_module",
     "save_checkpoint",
 ]

@@ -15,11 +15,11 @@ import torch
 from pyro import poutine
 from pyro.infer import ELBO, Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
 from pyro.infer.util import is_validation_enabled
-from pyro.poutine.messenger import Messenger
 from torch import Tensor
 from tqdm import tqdm  # plain tqdm: tqdm.auto warns in notebooks without ipywidgets
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .registration import CollectedParams
 
 __all__ = ["History", "NonFiniteLossError", "evaluate_loss", "fit"]
 
@@ -118,38 +118,15 @@ def _without_data_size(fn: Callable) -> Callable:
 _PARAM_BLIND_LOSSES = (Trace_ELBO, TraceMeanField_ELBO, TraceEnum_ELBO)
 
 
-class _CollectedParams(Messenger):
-    """Answers ``pyro.param`` for the unconstrained parameters :func:`fit` collected.
-
-    ``fit`` steps the tensors it collected once; Pyro's traces would record every
-    ``pyro.param`` of the pair again at each step (``pyro.module`` issues one per
-    tensor), which was about a tenth of a small flow's training step. This handler
-    wraps the model and the guide (so it sees their ``param`` messages first),
-    returns the very tensor the param store holds, and stops the message there.
-    Constrained parameters (whose value is computed from the stored tensor) and
-    names it does not know go through Pyro as usual.
-    """
-
-    def __init__(self, params: dict[str, Tensor]) -> None:
-        super().__init__()
-        self.params = params
-
-    def _pyro_param(self, msg: dict[str, Any]) -> None:
-        value = self.params.get(msg["name"])
-        if value is not None:
-            msg["value"] = value
-            msg["done"] = True
-            msg["stop"] = True
-
-
 class _Objective:
     """The minibatch loss of a model/guide pair and the parameters it reaches.
 
     Pyro's ``SVI`` re-traces every parameter and goes through Pyro's optimizer
     wrappers on each step; here the parameters are collected once and stepped
     by one torch optimizer, and (for the ELBOs that only read sample sites) the
-    pair's ``pyro.param`` calls are answered by :class:`_CollectedParams`
-    instead of being traced again (benchmarks/fit_overhead.py).
+    pair's ``pyro.param`` calls are answered by
+    :class:`~pyro_dgm.infer.registration.CollectedParams` instead of being traced
+    again (benchmarks/fit_overhead.py).
     """
 
     def __init__(self, model: Callable, guide: Callable, loss: ELBO, data_size: int) -> None:
@@ -166,15 +143,15 @@ class _Objective:
         """Run the pair once (creating lazy parameters) and collect what it reaches.
 
         From then on, the unconstrained ones are answered without tracing when the
-        loss allows it (see :class:`_CollectedParams`)."""
+        loss allows it (see :class:`~pyro_dgm.infer.registration.CollectedParams`)."""
         with poutine.trace(param_only=True) as tape:
             self.loss.loss(self.model, self.guide, batch, **self.kwargs)
         sites = tape.trace.nodes
         found = {name: site["value"].unconstrained() for name, site in sites.items()}
         if self.differentiable and type(self.loss) in _PARAM_BLIND_LOSSES:
             plain = {n: v for n, v in found.items() if sites[n]["value"] is v}
-            self.step_model = _CollectedParams(plain)(self.model)
-            self.step_guide = _CollectedParams(plain)(self.guide)
+            self.step_model = CollectedParams(plain)(self.model)
+            self.step_guide = CollectedParams(plain)(self.guide)
         return {name: found[name] for name in sorted(found)}
 
     def normalizer(self, batch: Tensor) -> int:
@@ -218,6 +195,26 @@ def evaluate_loss(
     """
     objective = _Objective(model, guide, loss or Trace_ELBO(), len(data))
     return objective.evaluate(data, batch_size)
+
+
+def _multi_tensor(params: list[Tensor]) -> bool | None:
+    """Whether torch's multi-tensor (``foreach``) kernels can step these parameters.
+
+    torch uses them by default only on GPUs; on the CPU its one-tensor-at-a-time
+    loops cost a small network more than its forward pass: for the 30 tensors of
+    a five-layer MAF, Adam's step took 0.72 ms with ``foreach=True`` against 1.14 ms
+    without, and the gradient norm 0.13 ms against 0.18 ms (same arithmetic)."""
+    return True if all(p.device.type in ("cpu", "cuda") for p in params) else None
+
+
+def _build_optimizer(
+    optimizer: Callable[..., torch.optim.Optimizer], params: list[Tensor], lr: float
+) -> torch.optim.Optimizer:
+    """``optimizer(params, lr=lr)``; torch's own optimizer classes get ``foreach``."""
+    builtin = isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer)
+    if builtin and "foreach" in inspect.signature(optimizer).parameters:
+        return optimizer(params, lr=lr, foreach=_multi_tensor(params))
+    return optimizer(params, lr=lr)
 
 
 def _snapshot(params: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -276,6 +273,9 @@ def fit(
         loss: Any Pyro ELBO; ``Trace_ELBO()`` by default.
         lr: Learning rate.
         optimizer: A torch optimizer class (or factory) ``optimizer(params, lr=lr)``.
+            torch's own optimizer classes are built with ``foreach=True`` (their
+            multi-tensor kernels, which torch picks by default only on GPUs; the
+            same arithmetic, a fraction of a small network's step faster on CPU).
         clip_norm: Gradient norm clipping, or ``None``.
         patience: Epochs without validation improvement before stopping, or ``None``.
         max_seconds: A wall-clock budget for training, checked after every step.
@@ -321,7 +321,8 @@ def fit(
             "the model and guide register no parameters: use pyro.module, pyro.param or a "
             "PyroModule so that fit has something to train"
         )
-    optim = optimizer(params, lr=lr)
+    optim = _build_optimizer(optimizer, params, lr)
+    foreach = _multi_tensor(params)
     history, best = History(), _snapshot(named)
     if checkpoint is not None and Path(checkpoint).exists():
         saved = load_checkpoint(checkpoint, params=named, optimizer=optim)
@@ -347,7 +348,7 @@ def fit(
                 optim.zero_grad(set_to_none=True)
                 value = objective.step_loss(batch)
                 grad_norm = (
-                    torch.nn.utils.clip_grad_norm_(params, clip_norm)
+                    torch.nn.utils.clip_grad_norm_(params, clip_norm, foreach=foreach)
                     if clip_norm is not None
                     else torch.zeros(())
                 )

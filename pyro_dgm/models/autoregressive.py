@@ -8,6 +8,7 @@ import pyro
 from torch import Tensor, nn
 
 from ..distributions.autoregressive import PixelCNN, WaveNet, _AutoregressiveModule
+from ..infer.registration import register_module
 
 __all__ = ["AUTOREGRESSIVE_MODELS", "AutoregressiveModel", "build_autoregressive"]
 
@@ -49,7 +50,7 @@ class AutoregressiveModel(nn.Module):
         self.name = name
 
     def model(self, x: Tensor, context: Tensor | None = None) -> None:
-        pyro.module(self.name, self.module)
+        register_module(self.name, self.module)
         shape = self.module.event_shape
         if x.dim() != len(shape) + 1 or x.shape[1:] != shape:
             raise ValueError(

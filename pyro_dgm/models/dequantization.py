@@ -44,6 +44,7 @@ from ..infer.metrics import (
     importance_log_likelihood,
     log_likelihood,
 )
+from ..infer.registration import register_module
 from ..transforms.coupling import (
     alternating_mask,
     conditional_masked_affine_coupling,
@@ -282,7 +283,7 @@ class _Dequantization(nn.Module):
         :math:`\log p(y, u) = \log p_W(y + u)`; sites ``"u"`` and ``"w"`` in the plate
         ``"data"``."""
         if self.density is not None:
-            pyro.module(f"{self.name}.density", self.density)
+            register_module(f"{self.name}.density", self.density)
         levels = self.check_data(y)
         with pyro.plate("data", levels.shape[0]):
             u = pyro.sample("u", self._noise_prior(levels))
@@ -644,8 +645,8 @@ class VariationalDequantization(_Dequantization):
 
     def guide(self, y: Tensor) -> None:
         r""":math:`u \sim q(u \mid y)` in the plate ``"data"``."""
-        pyro.module(f"{self.name}.noise_flow", self.noise_flow)
-        pyro.module(f"{self.name}.features", self.features)
+        register_module(f"{self.name}.noise_flow", self.noise_flow)
+        register_module(f"{self.name}.features", self.features)
         n = y.shape[0] if isinstance(y, Tensor) and y.dim() > 0 else 0
         q = self.noise_distribution(y)
         with pyro.plate("data", n):

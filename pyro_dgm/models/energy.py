@@ -11,6 +11,7 @@ from pyro.distributions import constraints
 from torch import Tensor, nn
 
 from ..flows import Flow
+from ..infer.registration import register_module
 
 __all__ = ["EnergyModel", "FlowGuide"]
 
@@ -79,5 +80,5 @@ class FlowGuide(nn.Module):
         self.name = name
 
     def forward(self, *args: object, **kwargs: object) -> Tensor:
-        pyro.module(f"{self.name}_guide_flow", self.flow)
+        register_module(f"{self.name}_guide_flow", self.flow)
         return pyro.sample(self.name, self.flow())

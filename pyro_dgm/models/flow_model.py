@@ -6,6 +6,7 @@ import pyro
 from torch import Tensor, nn
 
 from ..flows import Flow
+from ..infer.registration import register_module
 
 __all__ = ["FlowModel"]
 
@@ -39,7 +40,7 @@ class FlowModel(nn.Module):
         self.name = name
 
     def model(self, x: Tensor, context: Tensor | None = None) -> None:
-        pyro.module(self.name, self.flow)
+        register_module(self.name, self.flow)
         event_dim = len(self.flow.event_shape)
         if x.dim() <= event_dim or x.shape[-event_dim:] != self.flow.event_shape:
             raise ValueError(

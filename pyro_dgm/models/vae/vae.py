@@ -13,6 +13,7 @@ from pyro import poutine
 from pyro.params import param_with_module_name
 from torch import Tensor, nn
 
+from ...infer.registration import CollectedParams
 from .likelihoods import (
     LIKELIHOODS,
     BernoulliLikelihood,
@@ -205,7 +206,10 @@ class VAE(nn.Module):
 
     def _register(self) -> None:
         """``pyro.module(name, self)``, refusing a param store that holds another module's
-        tensors under the same names (Pyro would train those, silently, instead of ours)."""
+        tensors under the same names (Pyro would train those, silently, instead of ours).
+        Skipped inside :func:`~pyro_dgm.infer.fit` once it holds these very tensors."""
+        if CollectedParams.innermost_holding(self.name, self):
+            return
         pyro.module(self.name, self)
         store = pyro.get_param_store()
         for param_name, p in self.named_parameters():

@@ -1,0 +1,105 @@
+r"""Parameter registration answered by :func:`~pyro_dgm.infer.fit` for the tensors it trains.
+
+Pyro finds a pair's parameters by running it: every ``pyro.param`` (and every
+tensor of a ``pyro.module``) is a message that Pyro's handlers pass along and
+its traces record, at every step. :func:`~pyro_dgm.infer.fit` collects the
+parameters once and steps them itself, so inside ``fit`` those messages only
+cost time: for a five-layer 2-D flow, the registration of its 30 tensors was
+about a tenth of a training step. Here ``fit``'s handler answers them directly,
+and pyro_dgm's own model/guide pairs skip the whole ``pyro.module`` loop while
+that handler holds their tensors.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Self
+
+import pyro
+from pyro.params import param_with_module_name
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.runtime import _PYRO_STACK
+from torch import Tensor, nn
+
+__all__ = ["CollectedParams", "register_module"]
+
+
+class CollectedParams(Messenger):
+    """Answers ``pyro.param`` for unconstrained parameters collected beforehand.
+
+    Wraps a model or a guide (so it meets their ``param`` messages before any
+    other handler), returns the very tensor the param store holds and stops the
+    message there: traces no longer record those sites. Use it only with a loss
+    that reads sample sites alone (``fit`` checks the ELBO's class): Pyro's
+    ``SVI`` and its Jit ELBOs find the tensors to train by tracing param sites.
+
+    Arguments:
+        params: Parameter names and the unconstrained tensors the param store holds
+            under them (tensors whose constrained value is the tensor itself).
+    """
+
+    _active: ClassVar[list[CollectedParams]] = []
+
+    def __init__(self, params: dict[str, Tensor]) -> None:
+        super().__init__()
+        self.params = params
+        self._holds: dict[tuple[str, int], bool] = {}
+
+    def __enter__(self) -> Self:
+        entered = super().__enter__()
+        CollectedParams._active.append(self)
+        return entered
+
+    def __exit__(self, *args: object) -> None:
+        CollectedParams._active.remove(self)
+        return super().__exit__(*args)
+
+    def _pyro_param(self, msg: dict[str, Any]) -> None:
+        value = self.params.get(msg["name"])
+        if value is not None:
+            msg["value"] = value
+            msg["done"] = True
+            msg["stop"] = True
+
+    def holds(self, name: str, module: nn.Module) -> bool:
+        """Whether every trainable tensor of ``module``, registered under ``name``, is
+        one this handler answers for (worked out once per module)."""
+        key = (name, id(module))
+        known = self._holds.get(key)
+        if known is None:
+            known = all(
+                self.params.get(param_with_module_name(name, param_name)) is p
+                for param_name, p in module.named_parameters()
+                if p.requires_grad
+            )
+            self._holds[key] = known
+        return known
+
+    @classmethod
+    def innermost_holding(cls, name: str, module: nn.Module) -> bool:
+        """Whether the innermost Pyro handler now running is a :class:`CollectedParams`
+        that holds ``module``: then ``pyro.module(name, module)`` would only send it
+        messages it answers, and no other handler would see them."""
+        if not cls._active or not _PYRO_STACK or _PYRO_STACK[-1] is not cls._active[-1]:
+            return False
+        return cls._active[-1].holds(name, module)
+
+
+def register_module(name: str, module: nn.Module) -> nn.Module:
+    """``pyro.module(name, module)``, skipped inside :func:`~pyro_dgm.infer.fit` when
+    fit's handler is the innermost one and holds every tensor of the module.
+
+    Everywhere else (``SVI``, ``Predictive``, any ``poutine`` handler) this is
+    exactly ``pyro.module``. Skipping it changes nothing but time: the tensors
+    are those the param store holds and ``fit`` steps.
+
+    Example:
+        >>> import torch
+        >>> net = torch.nn.Linear(2, 1)
+        >>> register_module("net", net) is net
+        True
+        >>> sorted(pyro.get_param_store().keys())
+        ['net$$$bias', 'net$$$weight']
+    """
+    if CollectedParams.innermost_holding(name, module):
+        return module
+    return pyro.module(name, module)
