@@ -97,8 +97,8 @@ def register_module(name: str, module: nn.Module) -> nn.Module:
         >>> net = torch.nn.Linear(2, 1)
         >>> register_module("net", net) is net
         True
-        >>> sorted(pyro.get_param_store().keys())
-        ['net$$$bias', 'net$$$weight']
+        >>> pyro.get_param_store()["net$$$weight"] is net.weight
+        True
     """
     if CollectedParams.innermost_holding(name, module):
         return module
