@@ -17,8 +17,12 @@ from typing import Any, ClassVar, Self
 import pyro
 from pyro.params import param_with_module_name
 from pyro.poutine.messenger import Messenger
-from pyro.poutine.runtime import _PYRO_STACK
 from torch import Tensor, nn
+
+try:  # Pyro's handler stack: private, so a Pyro without it only loses the shortcut
+    from pyro.poutine.runtime import _PYRO_STACK
+except ImportError:  # pragma: no cover
+    _PYRO_STACK = None
 
 __all__ = ["CollectedParams", "register_module"]
 
@@ -80,7 +84,7 @@ class CollectedParams(Messenger):
         that holds ``module``: then ``pyro.module(name, module)`` would only send it
         messages it answers, and no other handler would see them."""
         if not cls._active or not _PYRO_STACK or _PYRO_STACK[-1] is not cls._active[-1]:
-            return False
+            return False  # no fit handler, or another handler inside it
         return cls._active[-1].holds(name, module)
 
 
