@@ -12,7 +12,7 @@ that handler holds their tensors.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import pyro
 from pyro.params import param_with_module_name
@@ -23,6 +23,9 @@ try:  # Pyro's handler stack: private, so a Pyro without it only loses the short
     from pyro.poutine.runtime import _PYRO_STACK
 except ImportError:  # pragma: no cover
     _PYRO_STACK = None
+
+if TYPE_CHECKING:  # typing.Self is Python >= 3.11; pyro_dgm supports 3.10
+    from typing_extensions import Self
 
 __all__ = ["CollectedParams", "register_module"]
 
