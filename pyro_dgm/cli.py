@@ -23,11 +23,13 @@ from typing import Any
 
 import pyro
 import torch
-import zuko
 
 from . import __version__, datasets, flows, image_flows, infer, models
 from .diagnostics.report import add_evaluate_parser, evaluate_command
 from .models import FlowModel
+from .utils.zuko_import import import_zuko
+
+zuko = import_zuko()
 
 __all__ = ["FLOW_BUILDERS", "IMAGE_FLOW_BUILDERS", "main", "run_fit"]
 

@@ -7,6 +7,8 @@ import pyro
 import pytest
 import torch
 
+import pyro_dgm  # noqa: F401  (first: test modules import zuko, which pyro_dgm contains)
+
 matplotlib.use("Agg")
 # tests are small: one thread avoids oversubscribing CI's two cores
 torch.set_num_threads(1)

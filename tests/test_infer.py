@@ -22,8 +22,8 @@ from pyro.nn import PyroModule, PyroParam, pyro_method
 from pyro_dgm import infer
 from pyro_dgm.flows import MAF
 from pyro_dgm.infer.fit import _build_optimizer, _Objective
-from pyro_dgm.infer.registration import CollectedParams, register_module
 from pyro_dgm.models import FlowModel
+from pyro_dgm.utils.registration import CollectedParams, register_module
 
 
 def gaussian_model(x: torch.Tensor) -> None:

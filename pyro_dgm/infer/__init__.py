@@ -1,5 +1,6 @@
 r"""Training (:func:`fit`), checkpoints and likelihood metrics."""
 
+from ..utils.registration import register_module
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .fit import History, NonFiniteLossError, evaluate_loss, fit
 from .metrics import (
@@ -12,7 +13,6 @@ from .metrics import (
     nats_to_bits_per_dim,
     pareto_k,
 )
-from .registration import register_module
 
 __all__ = [
     "Checkpoint",

@@ -18,8 +18,8 @@ from pyro.infer.util import is_validation_enabled
 from torch import Tensor
 from tqdm import tqdm  # plain tqdm: tqdm.auto warns in notebooks without ipywidgets
 
+from ..utils.registration import CollectedParams
 from .checkpoint import load_checkpoint, save_checkpoint
-from .registration import CollectedParams
 
 __all__ = ["History", "NonFiniteLossError", "evaluate_loss", "fit"]
 
@@ -125,7 +125,7 @@ class _Objective:
     wrappers on each step; here the parameters are collected once and stepped
     by one torch optimizer, and (for the ELBOs that only read sample sites) the
     pair's ``pyro.param`` calls are answered by
-    :class:`~pyro_dgm.infer.registration.CollectedParams` instead of being traced
+    :class:`~pyro_dgm.utils.registration.CollectedParams` instead of being traced
     again (benchmarks/fit_overhead.py).
     """
 
@@ -143,7 +143,7 @@ class _Objective:
         """Run the pair once (creating lazy parameters) and collect what it reaches.
 
         From then on, the unconstrained ones are answered without tracing when the
-        loss allows it (see :class:`~pyro_dgm.infer.registration.CollectedParams`)."""
+        loss allows it (see :class:`~pyro_dgm.utils.registration.CollectedParams`)."""
         with poutine.trace(param_only=True) as tape:
             self.loss.loss(self.model, self.guide, batch, **self.kwargs)
         sites = tape.trace.nodes
@@ -246,6 +246,7 @@ def fit(
     seed: int | None = None,
     progress: bool = True,
     validate: str | bool = "first_epoch",
+    on_epoch_end: Callable[[History], None] | None = None,
 ) -> History:
     r"""Train a Pyro model/guide pair by minibatch SVI.
 
@@ -263,7 +264,7 @@ def fit(
     answered without being traced again, and modules registered with
     :func:`~pyro_dgm.infer.register_module` (as pyro_dgm's own pairs do) skip the
     registration loop: about a tenth of a small flow's step
-    (:mod:`pyro_dgm.infer.registration`).
+    (:mod:`pyro_dgm.utils.registration`).
 
     A model whose signature has a ``data_size`` keyword receives the number of
     training points (and so does its guide, if it takes that keyword too), so
@@ -302,6 +303,9 @@ def fit(
             raises :class:`NonFiniteLossError`. ``True`` keeps Pyro's setting for
             every epoch; ``False`` turns validation off from the start. Pyro's global
             setting is restored when ``fit`` returns.
+        on_epoch_end: Called with the history after every epoch, once that epoch's
+            checkpoint (if any) is written, and once more at the end when ``fit``
+            restores the best parameters and writes the final checkpoint.
 
     Returns:
         The :class:`History` of the run (continued, when resumed).
@@ -402,6 +406,8 @@ def fit(
                 save_checkpoint(
                     checkpoint, params=named, optimizer=optim, history=history, best_params=best
                 )
+            if on_epoch_end is not None:
+                on_epoch_end(history)
     finally:
         pyro.enable_validation(pyro_validation)
     bar.close()
@@ -410,4 +416,6 @@ def fit(
         _restore(named, best)
     if checkpoint is not None:
         save_checkpoint(checkpoint, params=named, optimizer=optim, history=history, best_params=best)
+    if on_epoch_end is not None:
+        on_epoch_end(history)
     return history

@@ -8,7 +8,7 @@ import pyro
 from torch import Tensor, nn
 
 from ..distributions.autoregressive import PixelCNN, WaveNet, _AutoregressiveModule
-from ..infer.registration import register_module
+from ..utils.registration import register_module
 
 __all__ = ["AUTOREGRESSIVE_MODELS", "AutoregressiveModel", "build_autoregressive"]
 

@@ -44,13 +44,13 @@ from ..infer.metrics import (
     importance_log_likelihood,
     log_likelihood,
 )
-from ..infer.registration import register_module
 from ..transforms.coupling import (
     alternating_mask,
     conditional_masked_affine_coupling,
     half_mask,
 )
 from ..transforms.logit import LogitTransform
+from ..utils.registration import register_module
 
 __all__ = [
     "DEQUANTIZATIONS",

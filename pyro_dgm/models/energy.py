@@ -11,7 +11,7 @@ from pyro.distributions import constraints
 from torch import Tensor, nn
 
 from ..flows import Flow
-from ..infer.registration import register_module
+from ..utils.registration import register_module
 
 __all__ = ["EnergyModel", "FlowGuide"]
 

@@ -6,7 +6,7 @@ import pyro
 from torch import Tensor, nn
 
 from ..flows import Flow
-from ..infer.registration import register_module
+from ..utils.registration import register_module
 
 __all__ = ["FlowModel"]
 

@@ -49,6 +49,11 @@ from pyro.distributions import ConditionalTransformModule, TransformModule
 from torch import Tensor, nn
 from torch.distributions import Transform, constraints
 from torch.distributions.utils import _sum_rightmost
+
+from ..utils.zuko_import import import_zuko
+
+import_zuko()  # before any zuko module: zuko would switch off torch's validation
+
 from zuko.flows.autoregressive import MaskedAutoregressiveTransform
 from zuko.flows.continuous import FFJTransform
 from zuko.flows.coupling import GeneralCouplingTransform

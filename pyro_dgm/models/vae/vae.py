@@ -13,7 +13,7 @@ from pyro import poutine
 from pyro.params import param_with_module_name
 from torch import Tensor, nn
 
-from ...infer.registration import CollectedParams
+from ...utils.registration import CollectedParams
 from .likelihoods import (
     LIKELIHOODS,
     BernoulliLikelihood,
