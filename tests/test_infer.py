@@ -21,7 +21,7 @@ from pyro.nn import PyroModule, PyroParam, pyro_method
 
 from pyro_dgm import infer
 from pyro_dgm.flows import MAF
-from pyro_dgm.infer.fit import _build_optimizer, _Objective
+from pyro_dgm.infer.objective import Objective, build_optimizer
 from pyro_dgm.models import FlowModel
 from pyro_dgm.utils.registration import CollectedParams, register_module
 
@@ -333,9 +333,9 @@ def test_fit_validates_the_first_epoch_then_follows_validate(validate, later) ->
     assert pyro.infer.util.is_validation_enabled()  # conftest turns it on
     infer.fit(spy.model, spy.guide, x, validation=None, epochs=3, batch_size=20,
               progress=False, validate=validate)
-    # the parameter discovery run, then 2 steps per epoch
-    first, rest = spy.seen[1:3], spy.seen[3:]
-    assert first == [validate is not False] * 2
+    # the parameter discovery run, the initial parameters' loss, then 2 steps per epoch
+    first, rest = spy.seen[1:4], spy.seen[4:]
+    assert first == [validate is not False] * 3
     assert rest == [later] * 4
     assert pyro.infer.util.is_validation_enabled()  # Pyro's setting restored
 
@@ -397,7 +397,7 @@ def test_fit_step_equals_pyros_differentiable_loss(elbo: type) -> None:
     unconstrained parameters are no longer traced and the constrained ones are."""
     pair = _MixedPair()
     x = torch.randn(16, 3)
-    objective = _Objective(pair.model, pair.guide, elbo(max_plate_nesting=1), data_size=16)
+    objective = Objective(pair.model, pair.guide, elbo(max_plate_nesting=1), data_size=16)
     named = objective.params(x)
     assert {"decoder.weight", "decoder.bias", "encoder$$$weight", "noise"} <= set(named)
 
@@ -424,7 +424,7 @@ def test_fit_step_equals_pyros_differentiable_loss(elbo: type) -> None:
 def test_fit_does_not_answer_params_for_jit_elbos() -> None:
     """A Jit ELBO finds the tensors it compiles against by tracing param sites."""
     pair = _MixedPair()
-    objective = _Objective(pair.model, pair.guide, JitTrace_ELBO(), data_size=8)
+    objective = Objective(pair.model, pair.guide, JitTrace_ELBO(), data_size=8)
     objective.params(torch.randn(8, 3))
     assert objective.step_model is objective.model and objective.step_guide is objective.guide
 
@@ -445,13 +445,13 @@ def test_fit_trains_a_pair_registered_every_way() -> None:
 
 def test_fit_builds_torch_optimizers_with_multi_tensor_kernels() -> None:
     params = [torch.zeros(3, requires_grad=True)]
-    assert _build_optimizer(torch.optim.Adam, params, 0.1).defaults["foreach"] is True
-    assert _build_optimizer(torch.optim.SGD, params, 0.1).defaults["foreach"] is True
+    assert build_optimizer(torch.optim.Adam, params, 0.1).defaults["foreach"] is True
+    assert build_optimizer(torch.optim.SGD, params, 0.1).defaults["foreach"] is True
 
     def factory(p: list, lr: float) -> torch.optim.Optimizer:
         return torch.optim.Adam(p, lr=lr, foreach=False)
 
-    assert _build_optimizer(factory, params, 0.1).defaults["foreach"] is False
+    assert build_optimizer(factory, params, 0.1).defaults["foreach"] is False
 
 
 def test_fit_with_multi_tensor_kernels_takes_the_same_steps() -> None:
@@ -482,7 +482,7 @@ def test_pairs_skip_pyro_module_only_inside_fits_handler(monkeypatch) -> None:
     monkeypatch.setattr(pyro, "module", counting_module)
     pair = FlowModel(MAF(2, num_layers=2, hidden_dims=[8]))
     x = torch.randn(16, 2)
-    objective = _Objective(pair.model, pair.guide, Trace_ELBO(), data_size=16)
+    objective = Objective(pair.model, pair.guide, Trace_ELBO(), data_size=16)
     named = objective.params(x)  # all unconstrained
     calls.clear()
     objective.step_loss(x)

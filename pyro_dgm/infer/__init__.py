@@ -2,25 +2,30 @@ r"""Training (:func:`fit`), checkpoints and likelihood metrics."""
 
 from ..utils.registration import register_module
 from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
-from .fit import History, NonFiniteLossError, evaluate_loss, fit
+from .fit import DivergenceError, NonFiniteLossError, fit
+from .history import History
 from .metrics import (
     HeavyTailWarning,
     LogLikelihood,
     PointwiseLogLikelihood,
+    TailCheckSkippedWarning,
     bits_per_dim,
     importance_log_likelihood,
     log_likelihood,
     nats_to_bits_per_dim,
     pareto_k,
 )
+from .objective import evaluate_loss
 
 __all__ = [
     "Checkpoint",
+    "DivergenceError",
     "HeavyTailWarning",
     "History",
     "LogLikelihood",
     "NonFiniteLossError",
     "PointwiseLogLikelihood",
+    "TailCheckSkippedWarning",
     "bits_per_dim",
     "evaluate_loss",
     "fit",

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from .fit import History
+    from .history import History
 
 __all__ = ["Checkpoint", "load_checkpoint", "save_checkpoint"]
 
@@ -81,7 +81,7 @@ def load_checkpoint(
         ValueError: If the file is not a pyro_dgm checkpoint, or its parameter
             names or shapes differ from the ones given.
     """
-    from .fit import History
+    from .history import History
 
     state = torch.load(Path(path), map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or state.get("format") != FORMAT:
@@ -105,4 +105,6 @@ def load_checkpoint(
     if optimizer is not None and state["optimizer"] is not None:
         optimizer.load_state_dict(state["optimizer"])
     history = None if state["history"] is None else History.from_dict(state["history"])
-    return Checkpoint(history=history, metadata=state["metadata"], best_params=state["best_params"])
+    return Checkpoint(
+        history=history, metadata=state["metadata"], best_params=state["best_params"]
+    )

@@ -15,8 +15,11 @@ from pyro.ops.stats import fit_generalized_pareto
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
+from .data import check_data
+
 __all__ = [
     "HeavyTailWarning",
+    "TailCheckSkippedWarning",
     "LogLikelihood",
     "PointwiseLogLikelihood",
     "bits_per_dim",
@@ -35,6 +38,11 @@ _FLAT_TAIL = 1e-6
 class HeavyTailWarning(UserWarning):
     """Some data points' importance weights are heavy-tailed (PSIS k-hat above the threshold):
     their log-likelihood estimates, and the guide there, are not to be trusted."""
+
+
+class TailCheckSkippedWarning(UserWarning):
+    """Too few importance samples for PSIS k-hat (fewer than 50): the tail of the weights
+    was not checked, and ``pareto_k`` is NaN."""
 
 
 def nats_to_bits_per_dim(nats: float | Tensor, num_dims: int) -> float | Tensor:
@@ -99,8 +107,7 @@ def log_likelihood(
     the first dimension of ``data`` (no subsampling), so that each point's
     ELBO is its own.
     """
-    if len(data) == 0:
-        raise ValueError("data is empty: nothing to evaluate")
+    check_data(data, "data")
     if num_particles < 1:
         raise ValueError(f"num_particles must be >= 1, got {num_particles}")
     nesting = _plate_nesting(model, guide, data[:1])
@@ -361,7 +368,8 @@ def importance_log_likelihood(
     The result also holds each point's effective sample size and PSIS
     :math:`\hat k` (:func:`pareto_k`, Yao et al., 2018); a :class:`HeavyTailWarning`
     names the points whose :math:`\hat k` exceeds ``pareto_k_threshold`` (checked
-    for :math:`K \ge 50` and a model with latent variables).
+    for :math:`K \ge 50` and a model with latent variables; with fewer draws a
+    :class:`TailCheckSkippedWarning` says the check was skipped).
 
     References:
         | Importance Weighted Autoencoders (Burda et al., 2016)
@@ -379,8 +387,7 @@ def importance_log_likelihood(
         pareto_k_threshold: Warn about points whose :math:`\hat k` is above this
             (``None``: no check, and no cost).
     """
-    if len(data) == 0:
-        raise ValueError("data is empty: nothing to evaluate")
+    check_data(data, "data")
     if num_samples < 1 or batch_size < 1 or chunk_size < 1:
         raise ValueError(
             f"num_samples, batch_size and chunk_size must be >= 1, got "
@@ -414,8 +421,18 @@ def importance_log_likelihood(
         num_dims=math.prod(data.shape[1:]),
         samples={name: torch.cat(parts, dim=1) for name, parts in draws.items()},
     )
-    if pareto_k_threshold is not None and not exact and num_samples >= PARETO_K_MIN_SAMPLES:
-        _warn_heavy_tails(result, pareto_k_threshold)
+    if pareto_k_threshold is not None and not exact:
+        if num_samples >= PARETO_K_MIN_SAMPLES:
+            _warn_heavy_tails(result, pareto_k_threshold)
+        else:
+            warnings.warn(
+                f"num_samples={num_samples} is below {PARETO_K_MIN_SAMPLES}: the PSIS k-hat "
+                "tail check of the importance weights was skipped (pareto_k is NaN), so a "
+                "heavy-tailed guide would go unnoticed; use num_samples >= "
+                f"{PARETO_K_MIN_SAMPLES}, or pareto_k_threshold=None to skip it knowingly",
+                TailCheckSkippedWarning,
+                stacklevel=2,
+            )
     return result
 
 

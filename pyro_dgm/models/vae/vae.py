@@ -170,6 +170,18 @@ class VAE(nn.Module):
         return self._kl_weight * ramp
 
     @property
+    def training_objective(self) -> str | None:
+        """What a training loss of this pair is, when it is not the negative ELBO (read by
+        :func:`~pyro_dgm.infer.fit` into ``History.objective``); ``None`` otherwise."""
+        if self._kl_weight == 1.0 and not self.warmup_steps:
+            return None
+        ramp = f", reached linearly over {self.warmup_steps} steps" if self.warmup_steps else ""
+        return (
+            f"negative weighted ELBO: the KL term scaled by beta = {self._kl_weight:g}{ramp} "
+            "(validation and test losses use beta = 1, the ELBO)"
+        )
+
+    @property
     def num_dims(self) -> int:
         """Dimensions of one data point (for bits/dim)."""
         return math.prod(self.event_shape)

@@ -1,0 +1,140 @@
+r"""The loss a model/guide pair is trained on, and the optimizer that steps its parameters."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from pyro import poutine
+from pyro.infer import ELBO, Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
+from torch import Tensor
+
+from ..utils.registration import CollectedParams
+from .data import check_data
+
+__all__ = ["Objective", "build_optimizer", "evaluate_loss", "multi_tensor"]
+
+
+def _accepts_data_size(fn: Callable) -> bool:
+    try:
+        return "data_size" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _without_data_size(fn: Callable) -> Callable:
+    def call(*args: Any, data_size: int | None = None, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+
+    return call
+
+
+# ELBOs whose differentiable_loss reads only the sample sites of the traces. Not
+# their Jit* subclasses: those find their parameters by tracing param sites.
+_PARAM_BLIND_LOSSES = (Trace_ELBO, TraceMeanField_ELBO, TraceEnum_ELBO)
+
+
+class Objective:
+    """The minibatch loss of a model/guide pair and the parameters it reaches.
+
+    Pyro's ``SVI`` re-traces every parameter and goes through Pyro's optimizer
+    wrappers on each step; here the parameters are collected once and stepped
+    by one torch optimizer, and (for the ELBOs that only read sample sites) the
+    pair's ``pyro.param`` calls are answered by
+    :class:`~pyro_dgm.utils.registration.CollectedParams` instead of being traced
+    again.
+    """
+
+    def __init__(self, model: Callable, guide: Callable, loss: ELBO, data_size: int) -> None:
+        self.loss = loss
+        scaled = _accepts_data_size(model)
+        self.kwargs = {"data_size": data_size} if scaled else {}
+        self.per_point = data_size if scaled else None
+        self.model = model
+        self.guide = (
+            guide if not scaled or _accepts_data_size(guide) else _without_data_size(guide)
+        )
+        self.differentiable = hasattr(loss, "differentiable_loss")
+        self.step_model, self.step_guide = self.model, self.guide
+
+    def params(self, batch: Tensor) -> dict[str, Tensor]:
+        """Run the pair once (creating lazy parameters) and collect what it reaches.
+
+        From then on, the unconstrained ones are answered without tracing when the
+        loss allows it (see :class:`~pyro_dgm.utils.registration.CollectedParams`)."""
+        with poutine.trace(param_only=True) as tape:
+            self.loss.loss(self.model, self.guide, batch, **self.kwargs)
+        sites = tape.trace.nodes
+        found = {name: site["value"].unconstrained() for name, site in sites.items()}
+        if self.differentiable and type(self.loss) in _PARAM_BLIND_LOSSES:
+            plain = {n: v for n, v in found.items() if sites[n]["value"] is v}
+            self.step_model = CollectedParams(plain)(self.model)
+            self.step_guide = CollectedParams(plain)(self.guide)
+        return {name: found[name] for name in sorted(found)}
+
+    def normalizer(self, batch: Tensor) -> int:
+        # a model that scales its plate to the data size returns a full-data loss
+        return self.per_point if self.per_point is not None else len(batch)
+
+    def step_loss(self, batch: Tensor) -> Tensor:
+        """Loss of one minibatch; gradients are in ``.grad`` afterwards."""
+        if self.differentiable:
+            value = self.loss.differentiable_loss(
+                self.step_model, self.step_guide, batch, **self.kwargs
+            )
+            if torch.isfinite(value):
+                value.backward()
+            return value.detach()
+        return torch.as_tensor(
+            self.loss.loss_and_grads(self.model, self.guide, batch, **self.kwargs)
+        )
+
+    @torch.no_grad()
+    def evaluate(self, data: Tensor, batch_size: int) -> float:
+        total = 0.0
+        for batch in data.split(batch_size):
+            loss = self.loss.loss(self.step_model, self.step_guide, batch, **self.kwargs)
+            total += float(loss) * len(batch) / self.normalizer(batch)
+        return total / len(data)
+
+
+def evaluate_loss(
+    model: Callable,
+    guide: Callable,
+    data: Tensor,
+    *,
+    loss: ELBO | None = None,
+    batch_size: int = 1024,
+) -> float:
+    """The loss per data point of a model/guide pair on ``data`` (no gradients).
+
+    With the default ``Trace_ELBO`` this is the negative ELBO in nats; for a
+    flow with an empty guide it is the exact negative log-likelihood.
+
+    Raises:
+        ValueError: For data that is empty or holds a NaN or an infinity (the rows are named).
+    """
+    check_data(data, "data")
+    objective = Objective(model, guide, loss or Trace_ELBO(), len(data))
+    return objective.evaluate(data, batch_size)
+
+
+def multi_tensor(params: list[Tensor]) -> bool | None:
+    """Whether torch's multi-tensor (``foreach``) kernels can step these parameters.
+
+    torch uses them by default only on GPUs; on the CPU its one-tensor-at-a-time
+    loops cost a small network a sizeable part of its step, for the same
+    arithmetic (benchmarks/README.md)."""
+    return True if all(p.device.type in ("cpu", "cuda") for p in params) else None
+
+
+def build_optimizer(
+    optimizer: Callable[..., torch.optim.Optimizer], params: list[Tensor], lr: float
+) -> torch.optim.Optimizer:
+    """``optimizer(params, lr=lr)``; torch's own optimizer classes get ``foreach``."""
+    builtin = isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer)
+    if builtin and "foreach" in inspect.signature(optimizer).parameters:
+        return optimizer(params, lr=lr, foreach=multi_tensor(params))
+    return optimizer(params, lr=lr)
