@@ -19,9 +19,9 @@ from .data import check_data
 
 __all__ = [
     "HeavyTailWarning",
-    "TailCheckSkippedWarning",
     "LogLikelihood",
     "PointwiseLogLikelihood",
+    "TailCheckSkippedWarning",
     "bits_per_dim",
     "importance_log_likelihood",
     "log_likelihood",
