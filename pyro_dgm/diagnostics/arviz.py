@@ -20,7 +20,8 @@ from pyro import poutine
 from torch import Tensor
 
 from .. import __version__
-from ..infer.metrics import PointwiseLogLikelihood, _sample_sites, importance_log_likelihood
+from ..infer.metrics import PointwiseLogLikelihood, importance_log_likelihood
+from ..infer.traces import sample_sites
 
 if TYPE_CHECKING:
     import arviz
@@ -72,11 +73,11 @@ def psislw(log_weights: Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(smoothed).T, np.asarray(k)
 
 
-def _observed_name(model: Callable, guide: Callable, batch: Tensor) -> str:
+def observed_site(model: Callable, guide: Callable, batch: Tensor) -> str:
     with poutine.block(), torch.no_grad():
         guide_trace = poutine.trace(guide).get_trace(batch)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(batch)
-    observed = [n for n, s in _sample_sites(model_trace).items() if s["is_observed"]]
+    observed = [n for n, s in sample_sites(model_trace).items() if s["is_observed"]]
     return observed[0] if len(observed) == 1 else "obs"
 
 
@@ -154,7 +155,7 @@ def to_inference_data(
             f"{num_samples}, num_draws={num_draws}"
         )
     with poutine.block(), torch.no_grad():
-        guide_sites = _sample_sites(poutine.trace(guide).get_trace(data[:1]))
+        guide_sites = sample_sites(poutine.trace(guide).get_trace(data[:1]))
     if site not in guide_sites:
         raise ValueError(
             f"site: the guide has no latent site {site!r} (it has {list(guide_sites)}); a model "
@@ -174,7 +175,7 @@ def to_inference_data(
         pointwise,
         data,
         site=site,
-        observed_name=_observed_name(model, guide, data[:1]),
+        observed_name=observed_site(model, guide, data[:1]),
         num_draws=num_draws,
         history=history,
     )

@@ -31,8 +31,9 @@ from pyro.infer import Trace_ELBO
 from torch import Tensor
 
 from ..infer import importance_log_likelihood, load_checkpoint
-from ..infer.metrics import HeavyTailWarning, _sample_sites
-from .arviz import _observed_name, arviz_module, pointwise_to_inference_data
+from ..infer.metrics import HeavyTailWarning
+from ..infer.traces import sample_sites
+from .arviz import arviz_module, observed_site, pointwise_to_inference_data
 from .pareto import summarize_pareto_k
 from .surgery import SaturatedMutualInformationWarning, elbo_surgery
 
@@ -106,7 +107,7 @@ def _load_pair(run_dir: Path) -> tuple[dict[str, Any], Any, Any, Any]:
 
 def _latent_site(pair: Any, batch: Tensor) -> str | None:
     with torch.no_grad(), poutine.block():
-        sites = list(_sample_sites(poutine.trace(pair.guide).get_trace(batch)))
+        sites = list(sample_sites(poutine.trace(pair.guide).get_trace(batch)))
     if "z" in sites:
         return "z"
     return sites[0] if len(sites) == 1 else None
@@ -249,7 +250,7 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
                 pointwise,
                 points,
                 site=site,
-                observed_name=_observed_name(pair.model, pair.guide, points[:1]),
+                observed_name=observed_site(pair.model, pair.guide, points[:1]),
                 num_draws=args.num_draws,
                 history=history,
             )

@@ -14,7 +14,7 @@ import torch
 from pyro import poutine
 from torch import Tensor
 
-from ..infer.metrics import _particle_traces, _per_point, _plate_nesting, _sample_sites
+from ..infer.traces import particle_traces, per_point_log_prob, plate_nesting, sample_sites
 
 __all__ = ["ELBOSurgery", "SaturatedMutualInformationWarning", "elbo_surgery"]
 
@@ -102,8 +102,8 @@ def _latent_terms(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Draws of ``site`` ``(M, B, *event)`` with ``log q``, ``log p(z)`` and
     ``log p(x | z)`` of each ``(M, B)``."""
-    model_trace, guide_trace = _particle_traces(model, guide, batch, num_samples, nesting)
-    guide_sites, model_sites = _sample_sites(guide_trace), _sample_sites(model_trace)
+    model_trace, guide_trace = particle_traces(model, guide, batch, num_samples, nesting)
+    guide_sites, model_sites = sample_sites(guide_trace), sample_sites(model_trace)
     if site not in guide_sites or site not in model_sites:
         raise ValueError(
             f"site: {site!r} must be a latent sample site of the model and the guide; the guide "
@@ -116,12 +116,12 @@ def _latent_terms(
             f"ELBO surgery splits a model with the single latent site {site!r}; found other "
             f"latent sites {sorted(set(others))}"
         )
-    log_q = _per_point(site, guide_sites[site], batch, num_samples, nesting)
-    log_prior = _per_point(site, model_sites[site], batch, num_samples, nesting)
+    log_q = per_point_log_prob(site, guide_sites[site], batch, num_samples, nesting)
+    log_prior = per_point_log_prob(site, model_sites[site], batch, num_samples, nesting)
     observed = [(n, s) for n, s in model_sites.items() if n != site]
     if not observed:
         raise ValueError("the model observes no site: there is no reconstruction term")
-    log_lik = sum(_per_point(n, s, batch, num_samples, nesting) for n, s in observed)
+    log_lik = sum(per_point_log_prob(n, s, batch, num_samples, nesting) for n, s in observed)
     value, event_dim = guide_sites[site]["value"], guide_sites[site]["fn"].event_dim
     event_shape = value.shape[value.dim() - event_dim :]
     if value.numel() != num_samples * len(batch) * math.prod(event_shape):
@@ -241,7 +241,7 @@ def elbo_surgery(
             f"num_samples, batch_size and chunk_size must be >= 1, got {num_samples}, "
             f"{batch_size}, {chunk_size}"
         )
-    nesting = _plate_nesting(model, guide, data[:1])
+    nesting = plate_nesting(model, guide, data[:1])
     draws, log_q, log_prior, log_lik = [], [], [], []
     with torch.no_grad(), poutine.block():
         for batch in data.split(batch_size):

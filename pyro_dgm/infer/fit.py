@@ -150,7 +150,9 @@ class _Run:
         monitored = history.validation_loss
         if not any(math.isfinite(v) for v in monitored):
             monitored = history.train_loss
-        finite = [(v, e) for v, e in zip(monitored, history.epoch, strict=True) if math.isfinite(v)]
+        finite = [
+            (v, e) for v, e in zip(monitored, history.epoch, strict=True) if math.isfinite(v)
+        ]
         if finite:  # what a diverging epoch is restored to, over the whole history
             epoch = min(finite)[1]
             if epoch == history.best_epoch:

@@ -8,14 +8,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
-import pyro
 import torch
 from pyro import poutine
 from pyro.ops.stats import fit_generalized_pareto
-from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
 from .data import check_data
+from .traces import log_importance_weights, plate_nesting
 
 __all__ = [
     "HeavyTailWarning",
@@ -110,13 +109,13 @@ def log_likelihood(
     check_data(data, "data")
     if num_particles < 1:
         raise ValueError(f"num_particles must be >= 1, got {num_particles}")
-    nesting = _plate_nesting(model, guide, data[:1])
+    nesting = plate_nesting(model, guide, data[:1])
     with torch.no_grad(), poutine.block():
-        exact = not _log_weights(model, guide, data[:1], 1, nesting)[1]
+        exact = not log_importance_weights(model, guide, data[:1], 1, nesting)[1]
         particles = 1 if exact else num_particles  # without latents every draw is the same
         # the ELBO of each point is the mean of its log importance weights
         values = [
-            _log_weights(model, guide, batch, particles, nesting)[0].mean(0)
+            log_importance_weights(model, guide, batch, particles, nesting)[0].mean(0)
             for batch in data.split(batch_size)
         ]
     values_t = torch.cat(values)
@@ -243,102 +242,6 @@ def pareto_k(log_weights: Tensor) -> Tensor:
     return out.reshape(log_weights.shape[1:])
 
 
-def _sample_sites(trace: poutine.Trace) -> dict[str, dict]:
-    return {
-        name: site
-        for name, site in trace.nodes.items()
-        if site["type"] == "sample" and not site_is_subsample(site)
-    }
-
-
-def _plate_nesting(model: Callable, guide: Callable, batch: Tensor) -> int:
-    with poutine.block(), torch.no_grad():
-        guide_trace = poutine.trace(guide).get_trace(batch)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(batch)
-    dims = [
-        -frame.dim
-        for trace in (guide_trace, model_trace)
-        for site in _sample_sites(trace).values()
-        for frame in site["cond_indep_stack"]
-        if frame.vectorized
-    ]
-    return max(dims, default=0)
-
-
-def _particle_traces(
-    model: Callable, guide: Callable, batch: Tensor, num_samples: int, nesting: int
-) -> tuple[poutine.Trace, poutine.Trace]:
-    """Traces of ``num_samples`` vectorized guide draws per point (a particle plate left
-    of the model's plates) and of the model replayed on them, log-probabilities computed."""
-
-    def particles(fn: Callable) -> Callable:
-        def wrapped(x: Tensor) -> object:
-            with pyro.plate("_importance_samples", num_samples, dim=-nesting - 1):
-                return fn(x)
-
-        return wrapped
-
-    guide_trace = poutine.trace(particles(guide)).get_trace(batch)
-    model_trace = poutine.trace(poutine.replay(particles(model), trace=guide_trace)).get_trace(
-        batch
-    )
-    guide_trace.compute_log_prob()
-    model_trace.compute_log_prob()
-    return model_trace, guide_trace
-
-
-def _per_point(name: str, site: dict, batch: Tensor, num_samples: int, nesting: int) -> Tensor:
-    """A site's log-probability summed within each data point: ``(K, B)`` in float64."""
-    log_prob = site["log_prob"]
-    while log_prob.dim() < nesting + 1:
-        log_prob = log_prob.unsqueeze(0)
-    if nesting == 0 or log_prob.shape[1] != len(batch):
-        raise ValueError(
-            f"site {name!r} has log_prob shape {tuple(site['log_prob'].shape)}: "
-            f"per-point estimates need every sample site inside a data plate of size "
-            f"{len(batch)} as the outermost plate (dim {-nesting})"
-        )
-    per_point = log_prob.reshape(*log_prob.shape[:2], -1).sum(-1)
-    return per_point.expand(num_samples, -1).double()
-
-
-def _log_weights(
-    model: Callable,
-    guide: Callable,
-    batch: Tensor,
-    num_samples: int,
-    nesting: int,
-    keep: Sequence[str] = (),
-) -> tuple[Tensor, bool] | tuple[Tensor, bool, dict[str, Tensor]]:
-    """``log p(x, z) - log q(z | x)`` of ``num_samples`` guide draws per point: ``(K, B)``;
-    with ``keep``, also the guide's draws of those sites."""
-    model_trace, guide_trace = _particle_traces(model, guide, batch, num_samples, nesting)
-    total = batch.new_zeros(num_samples, len(batch), dtype=torch.float64)
-    has_latents = False
-    for sign, trace in ((1.0, model_trace), (-1.0, guide_trace)):
-        for name, site in _sample_sites(trace).items():
-            has_latents |= trace is model_trace and not site["is_observed"]
-            total += sign * _per_point(name, site, batch, num_samples, nesting)
-    if not keep:
-        return total, has_latents
-    sites = _sample_sites(guide_trace)
-    missing = [name for name in keep if name not in sites]
-    if missing:
-        raise ValueError(f"sites: the guide has no sample sites {missing}; it has {list(sites)}")
-    draws = {}
-    for name in keep:
-        value, event_dim = sites[name]["value"], sites[name]["fn"].event_dim
-        event_shape = value.shape[value.dim() - event_dim :]
-        if value.numel() != num_samples * len(batch) * math.prod(event_shape):
-            raise ValueError(
-                f"site {name!r} has value shape {tuple(value.shape)}: keeping its draws needs "
-                f"one event of shape {tuple(event_shape)} per draw and data point (a site in "
-                "the data plate only, not in inner plates)"
-            )
-        draws[name] = value.reshape(num_samples, len(batch), *event_shape)
-    return total, has_latents, draws
-
-
 def importance_log_likelihood(
     model: Callable,
     guide: Callable,
@@ -395,7 +298,7 @@ def importance_log_likelihood(
         )
     if isinstance(sites, str):
         sites = (sites,)
-    nesting = _plate_nesting(model, guide, data[:1])
+    nesting = plate_nesting(model, guide, data[:1])
     weights, exact = [], True
     draws: dict[str, list[Tensor]] = {name: [] for name in sites}
     with torch.no_grad(), poutine.block():
@@ -404,7 +307,9 @@ def importance_log_likelihood(
             batch_draws: dict[str, list[Tensor]] = {name: [] for name in sites}
             for start in range(0, num_samples, chunk_size):
                 k = min(chunk_size, num_samples - start)
-                log_w, has_latents, *kept = _log_weights(model, guide, batch, k, nesting, sites)
+                log_w, has_latents, *kept = log_importance_weights(
+                    model, guide, batch, k, nesting, sites
+                )
                 exact = exact and not has_latents
                 chunks.append(log_w)
                 for name, value in (kept[0] if kept else {}).items():

@@ -1,0 +1,126 @@
+r"""Traces of a model/guide pair, read per data point: the pieces of every estimator in
+:mod:`pyro_dgm.infer.metrics` and :mod:`pyro_dgm.diagnostics`.
+
+The model and guide put every sample site inside a data plate over the first dimension
+of the batch, their outermost plate; :math:`K` guide draws per point are vectorized in
+a particle plate to the left of the model's plates.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.poutine.util import site_is_subsample
+from torch import Tensor
+
+__all__ = [
+    "log_importance_weights",
+    "particle_traces",
+    "per_point_log_prob",
+    "plate_nesting",
+    "sample_sites",
+]
+
+
+def sample_sites(trace: poutine.Trace) -> dict[str, dict]:
+    """The sample sites of a trace, without the subsample sites of its plates."""
+    return {
+        name: site
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and not site_is_subsample(site)
+    }
+
+
+def plate_nesting(model: Callable, guide: Callable, batch: Tensor) -> int:
+    """How many vectorized plates deep the pair's sample sites go (one run of each)."""
+    with poutine.block(), torch.no_grad():
+        guide_trace = poutine.trace(guide).get_trace(batch)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(batch)
+    dims = [
+        -frame.dim
+        for trace in (guide_trace, model_trace)
+        for site in sample_sites(trace).values()
+        for frame in site["cond_indep_stack"]
+        if frame.vectorized
+    ]
+    return max(dims, default=0)
+
+
+def particle_traces(
+    model: Callable, guide: Callable, batch: Tensor, num_samples: int, nesting: int
+) -> tuple[poutine.Trace, poutine.Trace]:
+    """Traces of ``num_samples`` vectorized guide draws per point (a particle plate left
+    of the model's plates) and of the model replayed on them, log-probabilities computed."""
+
+    def particles(fn: Callable) -> Callable:
+        def wrapped(x: Tensor) -> object:
+            with pyro.plate("_importance_samples", num_samples, dim=-nesting - 1):
+                return fn(x)
+
+        return wrapped
+
+    guide_trace = poutine.trace(particles(guide)).get_trace(batch)
+    model_trace = poutine.trace(poutine.replay(particles(model), trace=guide_trace)).get_trace(
+        batch
+    )
+    guide_trace.compute_log_prob()
+    model_trace.compute_log_prob()
+    return model_trace, guide_trace
+
+
+def per_point_log_prob(
+    name: str, site: dict, batch: Tensor, num_samples: int, nesting: int
+) -> Tensor:
+    """A site's log-probability summed within each data point: ``(K, B)`` in float64."""
+    log_prob = site["log_prob"]
+    while log_prob.dim() < nesting + 1:
+        log_prob = log_prob.unsqueeze(0)
+    if nesting == 0 or log_prob.shape[1] != len(batch):
+        raise ValueError(
+            f"site {name!r} has log_prob shape {tuple(site['log_prob'].shape)}: "
+            f"per-point estimates need every sample site inside a data plate of size "
+            f"{len(batch)} as the outermost plate (dim {-nesting})"
+        )
+    per_point = log_prob.reshape(*log_prob.shape[:2], -1).sum(-1)
+    return per_point.expand(num_samples, -1).double()
+
+
+def log_importance_weights(
+    model: Callable,
+    guide: Callable,
+    batch: Tensor,
+    num_samples: int,
+    nesting: int,
+    keep: Sequence[str] = (),
+) -> tuple[Tensor, bool] | tuple[Tensor, bool, dict[str, Tensor]]:
+    """``log p(x, z) - log q(z | x)`` of ``num_samples`` guide draws per point: ``(K, B)``;
+    with ``keep``, also the guide's draws of those sites."""
+    model_trace, guide_trace = particle_traces(model, guide, batch, num_samples, nesting)
+    total = batch.new_zeros(num_samples, len(batch), dtype=torch.float64)
+    has_latents = False
+    for sign, trace in ((1.0, model_trace), (-1.0, guide_trace)):
+        for name, site in sample_sites(trace).items():
+            has_latents |= trace is model_trace and not site["is_observed"]
+            total += sign * per_point_log_prob(name, site, batch, num_samples, nesting)
+    if not keep:
+        return total, has_latents
+    sites = sample_sites(guide_trace)
+    missing = [name for name in keep if name not in sites]
+    if missing:
+        raise ValueError(f"sites: the guide has no sample sites {missing}; it has {list(sites)}")
+    draws = {}
+    for name in keep:
+        value, event_dim = sites[name]["value"], sites[name]["fn"].event_dim
+        event_shape = value.shape[value.dim() - event_dim :]
+        if value.numel() != num_samples * len(batch) * math.prod(event_shape):
+            raise ValueError(
+                f"site {name!r} has value shape {tuple(value.shape)}: keeping its draws needs "
+                f"one event of shape {tuple(event_shape)} per draw and data point (a site in "
+                "the data plate only, not in inner plates)"
+            )
+        draws[name] = value.reshape(num_samples, len(batch), *event_shape)
+    return total, has_latents, draws
