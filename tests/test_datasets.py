@@ -494,7 +494,10 @@ def test_mnist_from_tiny_files(tmp_path: Path) -> None:
     assert np.array_equal(d.test[:, 0].numpy(), arrays["t10k-images-idx3-ubyte"])
     assert np.array_equal(d.test_labels.numpy(), arrays["t10k-labels-idx1-ubyte"])
     assert len(mnist(tmp_path, validation_size=0).validation) == 0
-    with pytest.raises(ValueError, match=r"validation_size: expected an int in \[0, 30\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"validation_size \(of 30 training images\): expected an int in \[0, 29\]",
+    ):
         mnist(tmp_path, validation_size=30)
     loaded = datasets.load("mnist", path=tmp_path, validation_size=5)
     assert torch.equal(loaded.train, d.train)

@@ -6,13 +6,8 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from pyro_dgm.nn.masked_conv import (
-    CausalConv1d,
-    MaskedConv2d,
-    PixelCNNNetwork,
-    WaveNetNetwork,
-    channel_mask,
-)
+from pyro_dgm.nn import CausalConv1d, MaskedConv2d, PixelCNNNetwork, WaveNetNetwork
+from pyro_dgm.nn.masked_conv import channel_mask
 
 # ---------------------------------------------------------------------------
 # helpers: which inputs each predicted position depends on

@@ -22,6 +22,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from ..utils.checks import check_int, check_number
+
 __all__ = [
     "ENERGY_LOG_Z",
     "ENERGY_NAMES",
@@ -208,10 +210,8 @@ def log_normalizer(name: str, box: float = 4.0, steps: int = 1001) -> float:
         2.0821
     """
     energy = _energy(name)
-    if isinstance(box, bool) or not isinstance(box, int | float) or not box > 0:
-        raise ValueError(f"box: expected a number > 0, got {box!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 3:
-        raise ValueError(f"steps: expected an int >= 3, got {steps!r}")
+    check_number(box, "box", positive=True)
+    check_int(steps, "steps", 3)
     grid = torch.linspace(-box, box, steps, dtype=torch.float64)
     h = 2 * box / (steps - 1)
     log_w = torch.full((steps,), math.log(h), dtype=torch.float64)

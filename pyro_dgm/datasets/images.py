@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..utils.checks import check_int
 from .splits import Dataset
 
 __all__ = [
@@ -81,8 +82,7 @@ def digits(*, seed: int = 0) -> Dataset:
     # imported here so that `import pyro_dgm.datasets` does not pay for scikit-learn
     from sklearn.datasets import load_digits
 
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise ValueError(f"seed: expected an int in [0, 2**32), got {seed!r}")
+    check_int(seed, "seed", 0, 2**32 - 1)
     bunch = load_digits()
     images = np.asarray(bunch.images)
     if images.shape != (sum(DIGITS_SPLIT), 8, 8) or not np.array_equal(images, images.round()):
@@ -289,15 +289,7 @@ def mnist(
             f"are {arrays['test_images'].shape[1:]}"
         )
     n = len(arrays["train_images"])
-    if (
-        isinstance(validation_size, bool)
-        or not isinstance(validation_size, int)
-        or not 0 <= validation_size < n
-    ):
-        raise ValueError(
-            f"validation_size: expected an int in [0, {n}) ({n} training images), "
-            f"got {validation_size!r}"
-        )
+    check_int(validation_size, f"validation_size (of {n} training images)", 0, n - 1)
     x = torch.from_numpy(arrays["train_images"].copy()).unsqueeze(1)
     y = torch.from_numpy(arrays["train_labels"].astype(np.int64))
     x_test = torch.from_numpy(arrays["test_images"].copy()).unsqueeze(1)

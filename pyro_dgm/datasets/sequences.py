@@ -15,6 +15,7 @@ import math
 import numpy as np
 import torch
 
+from ..utils.checks import check_int
 from .images import digits
 from .splits import Dataset
 
@@ -62,16 +63,6 @@ def digit_sequences(*, seed: int = 0) -> Dataset:
     )
 
 
-def _check_int(name: str, value: object, low: int, high: int | None = None) -> int:
-    ok = not isinstance(value, bool) and isinstance(value, int) and value >= low
-    if ok and high is not None:
-        ok = value <= high
-    if not ok:
-        bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise ValueError(f"{name}: expected an int {bound}, got {value!r}")
-    return int(value)
-
-
 def waveforms(
     num_sequences: int = 1000,
     length: int = 1024,
@@ -117,10 +108,10 @@ def waveforms(
         >>> d.train.shape, d.test.shape, d.num_levels
         (torch.Size([14, 1, 256]), torch.Size([4, 1, 256]), 32)
     """
-    n = _check_int("num_sequences", num_sequences, 10)
-    length = _check_int("length", length, 1)
-    levels = _check_int("num_levels", num_levels, 2, 256)
-    seed = _check_int("seed", seed, 0, 2**32 - 1)
+    n = check_int(num_sequences, "num_sequences", 10)
+    length = check_int(length, "length", 1)
+    levels = check_int(num_levels, "num_levels", 2, 256)
+    seed = check_int(seed, "seed", 0, 2**32 - 1)
     rng = np.random.RandomState(seed)
     t = np.arange(length, dtype=np.float64)
     components = rng.randint(1, 4, size=n)

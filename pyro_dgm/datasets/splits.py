@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..utils.checks import check_int
+
 __all__ = ["Dataset"]
 
 _SPLITS = ("train", "validation", "test")
@@ -73,12 +75,7 @@ class Dataset:
                     f"{split}: expected dtype {self.train.dtype} (that of train), got {t.dtype}"
                 )
         if self.num_levels is not None:
-            if isinstance(self.num_levels, bool) or not isinstance(self.num_levels, int):
-                raise ValueError(
-                    f"num_levels: expected an int or None, got {type(self.num_levels).__name__}"
-                )
-            if self.num_levels < 2:
-                raise ValueError(f"num_levels: expected at least 2, got {self.num_levels}")
+            check_int(self.num_levels, "num_levels (or None)", 2)
             if self.train.is_floating_point() or self.train.is_complex():
                 raise ValueError(
                     f"train: discrete data (num_levels={self.num_levels}) must have an "

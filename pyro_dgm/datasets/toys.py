@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..utils.checks import check_int
 from .splits import Dataset
 
 __all__ = [
@@ -85,10 +86,8 @@ _CHUNK = 512
 
 
 def _generator(num_samples: int, seed: int, dtype: torch.dtype) -> torch.Generator:
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 0:
-        raise ValueError(f"num_samples: expected an int >= 0, got {num_samples!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
-        raise ValueError(f"seed: expected an int in [0, 2**64), got {seed!r}")
+    check_int(num_samples, "num_samples", 0)
+    check_int(seed, "seed", 0, 2**64 - 1)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"dtype: expected a floating torch.dtype, got {dtype!r}")
     return torch.Generator().manual_seed(seed)
@@ -344,14 +343,12 @@ def toy_dataset(
         torch.Size([100, 2])
     """
     _check_name(name)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed: expected an int >= 0, got {seed!r}")
+    check_int(seed, "seed", 0)
     children = np.random.SeedSequence(seed).spawn(3)
     seeds = [int(c.generate_state(1, dtype=np.uint64)[0]) for c in children]
     sizes = {"num_train": num_train, "num_validation": num_validation, "num_test": num_test}
     for arg, size in sizes.items():
-        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-            raise ValueError(f"{arg}: expected an int >= 0, got {size!r}")
+        check_int(size, arg, 0)
     splits = [toy(name, n, s, dtype=dtype) for n, s in zip(sizes.values(), seeds, strict=True)]
     return Dataset(name, *splits)
 
@@ -600,8 +597,7 @@ def estimate_toy_entropy(name: str, num_samples: int, seed: int = 0) -> tuple[fl
         >>> round(h, 4), round(se, 6)
         (3.4657, 0.0)
     """
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 2:
-        raise ValueError(f"num_samples: expected an int >= 2, got {num_samples!r}")
+    check_int(num_samples, "num_samples", 2)
     x = toy(name, num_samples, seed, dtype=_F64)
     log_p = toy_log_prob(name, x)
     return float(-log_p.mean()), float(log_p.std() / math.sqrt(num_samples))

@@ -62,7 +62,7 @@ from pyro.distributions import TorchDistribution, constraints
 from pyro.distributions.conditional import ConditionalDistribution
 from torch import Tensor, nn
 
-from ..nn.masked_conv import PixelCNNNetwork, WaveNetNetwork
+from ..nn import PixelCNNNetwork, WaveNetNetwork
 from .discretized import DiscretizedLogisticMixture
 
 __all__ = [

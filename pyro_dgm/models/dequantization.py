@@ -177,9 +177,7 @@ class _Dequantization(nn.Module):
         return FlowDistribution(self.density_distribution(), self._preprocessing)
 
     @torch.no_grad()
-    def sample(
-        self, num_samples: int, max_rounds: int = 100, outside: str = "reject"
-    ) -> Tensor:
+    def sample(self, num_samples: int, max_rounds: int = 100, outside: str = "reject") -> Tensor:
         r"""Draw discrete data: :math:`w \sim p_W`, then :math:`y = \lfloor w \rfloor`
         (the level whose cell :math:`[y, y + 1)` holds :math:`w`), as ``long``.
 

@@ -15,13 +15,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..utils.checks import check_int
+
 __all__ = ["ConditionalCouplingConvNet", "ConvResNet", "CouplingConvNet"]
-
-
-def _check_int(value: object, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
 
 
 class _ResidualBlock(nn.Module):
@@ -69,10 +65,10 @@ class ConvResNet(nn.Module):
         self, in_channels: int, out_channels: int, hidden_channels: int = 64, num_blocks: int = 2
     ) -> None:
         super().__init__()
-        self.in_channels = _check_int(in_channels, "in_channels", 1)
-        self.out_channels = _check_int(out_channels, "out_channels", 1)
-        _check_int(hidden_channels, "hidden_channels", 1)
-        _check_int(num_blocks, "num_blocks", 0)
+        self.in_channels = check_int(in_channels, "in_channels", 1)
+        self.out_channels = check_int(out_channels, "out_channels", 1)
+        check_int(hidden_channels, "hidden_channels", 1)
+        check_int(num_blocks, "num_blocks", 0)
         self.net = nn.Sequential(
             nn.Conv2d(in_channels, hidden_channels, 3, padding=1),
             *[_ResidualBlock(hidden_channels) for _ in range(num_blocks)],
@@ -182,7 +178,7 @@ class ConditionalCouplingConvNet(CouplingConvNet):
         num_blocks: int = 2,
     ) -> None:
         super().__init__(mask, num_params, hidden_channels, num_blocks)
-        self.context_channels = _check_int(context_channels, "context_channels", 1)
+        self.context_channels = check_int(context_channels, "context_channels", 1)
         channels, height, width = mask.shape
         self.context_shape = (context_channels, height, width)
         self.context_dim = context_channels * height * width

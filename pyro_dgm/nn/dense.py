@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from .conv import _check_int
+from ..utils.checks import check_int
 
 __all__ = ["CouplingMLP"]
 
@@ -56,16 +56,16 @@ class CouplingMLP(nn.Module):
         activation: Callable[[], nn.Module] = nn.ReLU,
     ) -> None:
         super().__init__()
-        self.input_dim = _check_int(input_dim, "input_dim", 1)
-        self.num_outputs = _check_int(num_outputs, "num_outputs", 1)
+        self.input_dim = check_int(input_dim, "input_dim", 1)
+        self.num_outputs = check_int(num_outputs, "num_outputs", 1)
         if context_dim is not None:
-            _check_int(context_dim, "context_dim", 1)
+            check_int(context_dim, "context_dim", 1)
         self.context_dim = context_dim
         hidden = list(hidden_dims)
         if not hidden:
             raise ValueError("hidden_dims must name at least one hidden layer, got []")
         for h in hidden:
-            _check_int(h, "each of hidden_dims", 1)
+            check_int(h, "each of hidden_dims", 1)
         widths = [input_dim + (context_dim or 0), *hidden]
         layers: list[nn.Module] = []
         for before, after in itertools.pairwise(widths):

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ...distributions import DiscretizedLogistic, DiscretizedLogisticMixture
+from ...utils.checks import check_int, check_shape
 
 __all__ = [
     "LIKELIHOODS",
@@ -60,12 +61,7 @@ class Likelihood(nn.Module):
 
     def __init__(self, event_shape: Sequence[int] | int) -> None:
         super().__init__()
-        shape = torch.Size([event_shape] if isinstance(event_shape, int) else event_shape)
-        if len(shape) == 0 or any(isinstance(s, bool) or s < 1 for s in shape):
-            raise ValueError(
-                f"event_shape must be a non-empty shape of positive sizes, got {tuple(shape)}"
-            )
-        self.event_shape = shape
+        self.event_shape = check_shape(event_shape, "event_shape")
 
     @property
     def param_shape(self) -> torch.Size:
@@ -225,9 +221,7 @@ class DiscretizedLogisticLikelihood(Likelihood):
 
     def __init__(self, event_shape: Sequence[int] | int, num_levels: int) -> None:
         super().__init__(event_shape)
-        if isinstance(num_levels, bool) or not isinstance(num_levels, int) or num_levels < 2:
-            raise ValueError(f"num_levels must be an integer >= 2, got {num_levels!r}")
-        self.num_levels = num_levels
+        self.num_levels = check_int(num_levels, "num_levels", 2)
 
     def forward(self, params: Tensor) -> dist.TorchDistribution:
         loc, raw = self._split(params, 2)
@@ -268,11 +262,7 @@ class DiscretizedLogisticMixtureLikelihood(DiscretizedLogisticLikelihood):
         self, event_shape: Sequence[int] | int, num_levels: int, num_components: int = 5
     ) -> None:
         super().__init__(event_shape, num_levels)
-        if isinstance(num_components, bool) or not isinstance(num_components, int):
-            raise ValueError(f"num_components must be a positive integer, got {num_components!r}")
-        if num_components < 1:
-            raise ValueError(f"num_components must be a positive integer, got {num_components}")
-        self.num_components = num_components
+        self.num_components = check_int(num_components, "num_components", 1)
         self.num_params = 3 * num_components
 
     def forward(self, params: Tensor) -> dist.TorchDistribution:

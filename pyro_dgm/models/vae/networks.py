@@ -19,23 +19,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from ...utils.checks import check_shape
+
 __all__ = ["ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder"]
 
 
-def _shape(value: Sequence[int] | int, name: str, rank: int | None = None) -> torch.Size:
-    shape = torch.Size([value] if isinstance(value, int) else value)
-    if len(shape) == 0 or any(isinstance(s, bool) or s < 1 for s in shape):
-        raise ValueError(f"{name} must be a non-empty shape of positive sizes, got {tuple(shape)}")
-    if rank is not None and len(shape) != rank:
-        raise ValueError(f"{name} must have {rank} dimensions, got {tuple(shape)}")
-    return shape
-
-
 def _dims(values: Sequence[int], name: str) -> list[int]:
-    dims = list(values)
-    if not dims or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in dims):
-        raise ValueError(f"{name} must be a non-empty list of positive integers, got {values!r}")
-    return dims
+    return list(check_shape(values, name))
 
 
 def _mlp(sizes: list[int], final_activation: bool) -> nn.Sequential:
@@ -68,7 +58,7 @@ class MLPEncoder(nn.Module):
 
     def __init__(self, input_shape: Sequence[int] | int, hidden_dims: Sequence[int] = (128, 128)):
         super().__init__()
-        self.input_shape = _shape(input_shape, "input_shape")
+        self.input_shape = check_shape(input_shape, "input_shape")
         dims = _dims(hidden_dims, "hidden_dims")
         self.context_dim = dims[-1]
         self.net = _mlp([math.prod(self.input_shape), *dims], final_activation=True)
@@ -97,8 +87,8 @@ class MLPDecoder(nn.Module):
         hidden_dims: Sequence[int] = (128, 128),
     ) -> None:
         super().__init__()
-        self.latent_dim = _shape(latent_dim, "latent_dim", rank=1)[0]
-        self.output_shape = _shape(output_shape, "output_shape")
+        self.latent_dim = check_shape(latent_dim, "latent_dim", ndim=1)[0]
+        self.output_shape = check_shape(output_shape, "output_shape")
         sizes = [self.latent_dim, *_dims(hidden_dims, "hidden_dims"), math.prod(self.output_shape)]
         self.net = _mlp(sizes, final_activation=False)
 
@@ -133,7 +123,7 @@ class ConvEncoder(nn.Module):
         self, image_shape: Sequence[int], channels: int = 32, context_dim: int = 128
     ) -> None:
         super().__init__()
-        self.input_shape = _shape(image_shape, "image_shape", rank=3)
+        self.input_shape = check_shape(image_shape, "image_shape", ndim=3)
         c, h, w = self.input_shape
         channels = _dims([channels], "channels")[0]
         self.context_dim = _dims([context_dim], "context_dim")[0]
@@ -168,8 +158,8 @@ class ConvDecoder(nn.Module):
 
     def __init__(self, latent_dim: int, output_shape: Sequence[int], channels: int = 32) -> None:
         super().__init__()
-        self.latent_dim = _shape(latent_dim, "latent_dim", rank=1)[0]
-        self.output_shape = _shape(output_shape, "output_shape", rank=3)
+        self.latent_dim = check_shape(latent_dim, "latent_dim", ndim=1)[0]
+        self.output_shape = check_shape(output_shape, "output_shape", ndim=3)
         out_channels, h, w = self.output_shape
         channels = _dims([channels], "channels")[0]
         stages = _num_stages(h, w)

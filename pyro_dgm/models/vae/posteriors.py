@@ -132,7 +132,9 @@ class FlowPosterior(GaussianPosterior):
     def forward(self, h: Tensor) -> FlowDistribution:
         loc, scale = self.gaussian(h)
         base = dist.Normal(loc, scale).to_event(1)
-        _clear_caches(list(_cache_holders([t for t in self.transforms if isinstance(t, Transform)])))
+        _clear_caches(
+            list(_cache_holders([t for t in self.transforms if isinstance(t, Transform)]))
+        )
         parts = [
             t.condition(h) if isinstance(t, ConditionalTransformModule) else t
             for t in self.transforms
@@ -341,8 +343,7 @@ def make_posterior(
         ]
     elif kind == "planar":
         transforms = [
-            ConditionalPlanar(DenseNN(context_dim, hidden, param_dims=[1, d, d]))
-            for _ in range(k)
+            ConditionalPlanar(DenseNN(context_dim, hidden, param_dims=[1, d, d])) for _ in range(k)
         ]
     elif kind == "householder":
         net = DenseNN(context_dim, hidden, param_dims=[d] * k)

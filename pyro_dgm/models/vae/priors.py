@@ -26,17 +26,12 @@ import torch
 from torch import Tensor, nn
 
 from ...flows import IAF, MAF, Flow, RealNVP
+from ...utils.checks import check_int
 from .posteriors import GaussianPosterior
 
 __all__ = ["PRIORS", "StandardNormalPrior", "VampPrior", "flow_prior"]
 
 PRIORS = ("normal", "flow", "vamp")
-
-
-def _positive(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 class StandardNormalPrior(nn.Module):
@@ -55,7 +50,7 @@ class StandardNormalPrior(nn.Module):
 
     def __init__(self, latent_dim: int) -> None:
         super().__init__()
-        self.latent_dim = _positive(latent_dim, "latent_dim")
+        self.latent_dim = check_int(latent_dim, "latent_dim", 1)
         self.register_buffer("loc", torch.zeros(latent_dim))
         self.register_buffer("scale", torch.ones(latent_dim))
 
@@ -101,11 +96,12 @@ def flow_prior(
     builders = {"maf": MAF, "realnvp": RealNVP, "iaf": IAF}
     if kind not in builders:
         raise ValueError(f"kind must be one of {', '.join(builders)}; got {kind!r}")
-    d = _positive(latent_dim, "latent_dim")
+    d = check_int(latent_dim, "latent_dim", 1)
     if d < 2:
         raise ValueError(f"a flow prior needs latent_dim >= 2, got {d}")
-    return builders[kind](d, num_layers=_positive(num_layers, "num_layers"),
-                          hidden_dims=hidden_dims)
+    return builders[kind](
+        d, num_layers=check_int(num_layers, "num_layers", 1), hidden_dims=hidden_dims
+    )
 
 
 class VampPrior(nn.Module):
@@ -159,7 +155,7 @@ class VampPrior(nn.Module):
                 "posterior must have a Gaussian stage (a GaussianPosterior or FlowPosterior), "
                 f"got {type(posterior).__name__}"
             )
-        k = _positive(num_components, "num_components")
+        k = check_int(num_components, "num_components", 1)
         shape = input_shape if input_shape is not None else getattr(encoder, "input_shape", None)
         if shape is None:
             raise ValueError("input_shape is required: the encoder has no input_shape attribute")

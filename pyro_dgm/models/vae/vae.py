@@ -13,6 +13,7 @@ from pyro import poutine
 from pyro.params import param_with_module_name
 from torch import Tensor, nn
 
+from ...utils.checks import check_int, check_number
 from ...utils.registration import CollectedParams
 from .likelihoods import (
     LIKELIHOODS,
@@ -27,12 +28,6 @@ from .posteriors import GaussianPosterior, make_posterior
 from .priors import PRIORS, StandardNormalPrior, VampPrior, flow_prior
 
 __all__ = ["VAE"]
-
-
-def _positive(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 class VAE(nn.Module):
@@ -114,8 +109,12 @@ class VAE(nn.Module):
         name: str = "vae",
     ) -> None:
         super().__init__()
-        for arg, value in (("encoder", encoder), ("decoder", decoder), ("prior", prior),
-                           ("posterior", posterior)):
+        for arg, value in (
+            ("encoder", encoder),
+            ("decoder", decoder),
+            ("prior", prior),
+            ("posterior", posterior),
+        ):
             if not isinstance(value, nn.Module):
                 raise ValueError(
                     f"{arg} must be a torch nn.Module (so that its parameters are trained), "
@@ -123,7 +122,7 @@ class VAE(nn.Module):
                 )
         if not isinstance(likelihood, Likelihood):
             raise ValueError(f"likelihood must be a Likelihood, got {type(likelihood).__name__}")
-        self.latent_dim = _positive(latent_dim, "latent_dim")
+        self.latent_dim = check_int(latent_dim, "latent_dim", 1)
         self.encoder = encoder
         self.decoder = decoder
         self.prior = prior
@@ -131,9 +130,7 @@ class VAE(nn.Module):
         self.likelihood = likelihood
         self.event_shape = likelihood.event_shape
         self.kl_weight = kl_weight
-        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be an integer >= 0, got {warmup_steps!r}")
-        self.warmup_steps = warmup_steps
+        self.warmup_steps = check_int(warmup_steps, "warmup_steps", 0)
         self.num_steps = 0
         self.name = name
         post_dim = getattr(posterior, "latent_dim", latent_dim)
@@ -141,8 +138,10 @@ class VAE(nn.Module):
             raise ValueError(f"posterior has latent_dim {post_dim}, expected {latent_dim}")
         with torch.no_grad():
             p = prior()
-        if not isinstance(p, torch.distributions.Distribution) or p.batch_shape != () or (
-            p.event_shape != (latent_dim,)
+        if (
+            not isinstance(p, torch.distributions.Distribution)
+            or p.batch_shape != ()
+            or (p.event_shape != (latent_dim,))
         ):
             raise ValueError(
                 f"prior() must return a distribution with batch shape () and event shape "
@@ -157,9 +156,7 @@ class VAE(nn.Module):
 
     @kl_weight.setter
     def kl_weight(self, value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ValueError(f"kl_weight must be a positive number, got {value!r}")
-        self._kl_weight = float(value)
+        self._kl_weight = check_number(value, "kl_weight", positive=True)
 
     @property
     def current_kl_weight(self) -> float:
@@ -206,10 +203,7 @@ class VAE(nn.Module):
         n = x.shape[0]
         if data_size is None:
             return pyro.plate("data", n)
-        if isinstance(data_size, bool) or not isinstance(data_size, int) or data_size < n:
-            raise ValueError(
-                f"data_size must be an integer >= the batch size {n}, got {data_size!r}"
-            )
+        check_int(data_size, f"data_size (at least the batch size {n})", n)
         return pyro.plate("data", size=data_size, subsample=torch.arange(n, device=x.device))
 
     def _latent_scale(self) -> contextlib.AbstractContextManager:
@@ -266,7 +260,7 @@ class VAE(nn.Module):
     @torch.no_grad()
     def sample(self, num_samples: int) -> Tensor:
         """Draw data points from the model, ``(num_samples, *event_shape)``."""
-        z = self.prior().sample((_positive(num_samples, "num_samples"),))
+        z = self.prior().sample((check_int(num_samples, "num_samples", 1),))
         return self.decode(z).sample()
 
     @torch.no_grad()
@@ -343,8 +337,19 @@ class VAE(nn.Module):
         encoder = ConvEncoder(shape, channels, context_dim)
         decoder = ConvDecoder(latent_dim, lik.param_shape, channels)
         return cls._assemble(
-            encoder, decoder, lik, latent_dim, prior, posterior, prior_layers, posterior_steps,
-            flow_hidden_dims, num_pseudo_inputs, kl_weight, warmup_steps, name,
+            encoder,
+            decoder,
+            lik,
+            latent_dim,
+            prior,
+            posterior,
+            prior_layers,
+            posterior_steps,
+            flow_hidden_dims,
+            num_pseudo_inputs,
+            kl_weight,
+            warmup_steps,
+            name,
         )
 
     @classmethod
@@ -372,13 +377,24 @@ class VAE(nn.Module):
         :class:`~.networks.MLPDecoder`. The other arguments are those of
         :meth:`for_images`.
         """
-        d = _positive(input_dim, "input_dim")
+        d = check_int(input_dim, "input_dim", 1)
         lik = _make_likelihood(likelihood, torch.Size([d]), num_levels, num_components)
         encoder = MLPEncoder(d, hidden_dims)
         decoder = MLPDecoder(latent_dim, lik.param_shape, list(hidden_dims)[::-1])
         return cls._assemble(
-            encoder, decoder, lik, latent_dim, prior, posterior, prior_layers, posterior_steps,
-            flow_hidden_dims, num_pseudo_inputs, kl_weight, warmup_steps, name,
+            encoder,
+            decoder,
+            lik,
+            latent_dim,
+            prior,
+            posterior,
+            prior_layers,
+            posterior_steps,
+            flow_hidden_dims,
+            num_pseudo_inputs,
+            kl_weight,
+            warmup_steps,
+            name,
         )
 
     @classmethod
@@ -423,8 +439,15 @@ class VAE(nn.Module):
                 )
                 prior = VampPrior(encoder, posterior, k, shape, init=init)
         return cls(
-            encoder, decoder, prior, posterior, likelihood, latent_dim,
-            kl_weight=kl_weight, warmup_steps=warmup_steps, name=name,
+            encoder,
+            decoder,
+            prior,
+            posterior,
+            likelihood,
+            latent_dim,
+            kl_weight=kl_weight,
+            warmup_steps=warmup_steps,
+            name=name,
         )
 
 
