@@ -8,9 +8,8 @@ The plotting module (matplotlib) is not imported here, so that
 ``import pyro_dgm`` stays fast: import it as ``pyro_dgm.plots``.
 """
 
-__version__ = "0.1.0"
-
 from . import diagnostics, distributions, flows, image_flows, infer, models, nn, transforms
+from ._version import __version__
 
 __all__ = [
     "__version__",

@@ -19,7 +19,7 @@ import torch
 from pyro import poutine
 from torch import Tensor
 
-from .. import __version__
+from .._version import __version__
 from ..infer.metrics import PointwiseLogLikelihood, importance_log_likelihood
 from ..infer.traces import sample_sites
 

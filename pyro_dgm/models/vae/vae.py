@@ -13,7 +13,7 @@ from pyro import poutine
 from pyro.params import param_with_module_name
 from torch import Tensor, nn
 
-from ...utils.checks import check_int, check_number
+from ...utils.checks import check_int, check_number, module_dtype
 from ...utils.registration import CollectedParams
 from .likelihoods import (
     LIKELIHOODS,
@@ -183,11 +183,6 @@ class VAE(nn.Module):
         """Dimensions of one data point (for bits/dim)."""
         return math.prod(self.event_shape)
 
-    def _dtype(self) -> torch.dtype:
-        for p in self.parameters():
-            return p.dtype
-        return torch.get_default_dtype()
-
     # -- the pair --------------------------------------------------------------
     def _check_data(self, x: Tensor) -> None:
         if not isinstance(x, Tensor):
@@ -234,7 +229,7 @@ class VAE(nn.Module):
         with self._plate(x, data_size):
             with self._latent_scale():
                 z = pyro.sample("z", self.prior())
-            obs = self.likelihood.observe(x, self._dtype())
+            obs = self.likelihood.observe(x, module_dtype(self))
             pyro.sample("x", self.decode(z), obs=obs)
         if torch.is_grad_enabled():
             self.num_steps += 1
@@ -251,7 +246,7 @@ class VAE(nn.Module):
     def posterior(self, x: Tensor) -> dist.TorchDistribution:
         r"""The guide's distribution :math:`q(z \mid x)`, batch shape ``(N,)``."""
         self._check_data(x)
-        return self.variational(self.encoder(self.likelihood.normalize(x, self._dtype())))
+        return self.variational(self.encoder(self.likelihood.normalize(x, module_dtype(self))))
 
     def decode(self, z: Tensor) -> dist.TorchDistribution:
         r""":math:`p(x \mid z)` for latents ``(..., latent_dim)``."""
