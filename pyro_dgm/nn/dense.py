@@ -26,11 +26,9 @@ class CouplingMLP(nn.Module):
     ``ConditionalDenseNN``.
 
     Pyro's ``DenseNN`` computes the same function; this one exists for speed:
-    ``DenseNN`` slices its ``ModuleList`` on every call (which builds a new
-    ``ModuleList``) and reshapes each output chunk. With 64-unit layers on 2-D
-    data that cost about 65 microseconds of forward and backward per call, some 7%
-    of a five-layer RealNVP training step. Here the layers are one
-    ``nn.Sequential`` and the outputs are views from one ``chunk``.
+    ``DenseNN`` slices its ``ModuleList`` (building a new one) and reshapes each
+    output chunk on every call. Here the layers are one ``nn.Sequential`` and the
+    outputs are views from one ``chunk`` (measured: benchmarks/README.md).
 
     Arguments:
         input_dim: The size :math:`D` of the input vector.

@@ -4,8 +4,8 @@ Pyro finds a pair's parameters by running it: every ``pyro.param`` (and every
 tensor of a ``pyro.module``) is a message that Pyro's handlers pass along and
 its traces record, at every step. :func:`~pyro_dgm.infer.fit` collects the
 parameters once and steps them itself, so inside ``fit`` those messages only
-cost time: for a five-layer 2-D flow, the registration of its 30 tensors was
-about a tenth of a training step. Here ``fit``'s handler answers them directly,
+cost time (for a small flow, a sizeable part of its step: benchmarks/README.md).
+Here ``fit``'s handler answers them directly,
 and pyro_dgm's own model/guide pairs skip the whole ``pyro.module`` loop while
 that handler holds their tensors.
 """
