@@ -23,6 +23,7 @@ __all__ = [
     "TailCheckSkippedWarning",
     "bits_per_dim",
     "importance_log_likelihood",
+    "likelihood_bounds",
     "log_likelihood",
     "nats_to_bits_per_dim",
     "pareto_k",
@@ -339,6 +340,47 @@ def importance_log_likelihood(
                 stacklevel=2,
             )
     return result
+
+
+def likelihood_bounds(
+    model: Callable,
+    guide: Callable,
+    data: Tensor,
+    *,
+    num_samples: Sequence[int] = (1000,),
+    num_particles: int = 1,
+    batch_size: int = 64,
+    chunk_size: int = 100,
+) -> list[LogLikelihood]:
+    r"""The ELBO and the importance-weighted bound for each :math:`K` in ``num_samples``,
+    one :class:`LogLikelihood` each, whose ``bound`` names it.
+
+    .. math:: \mathrm{ELBO} \le \mathcal{L}_{K_1} \le \mathcal{L}_{K_2} \le \log p(x)
+        \quad (K_1 \le K_2)
+
+    For a dequantized model of integers the ``bits_per_dim`` of each is an upper bound
+    of :math:`-\log_2 P(y) / D`. Without latent variables every bound is exact.
+
+    Example:
+        >>> import pyro
+        >>> import pyro.distributions as dist
+        >>> def model(x):
+        ...     with pyro.plate("data", len(x)):
+        ...         z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        ...         pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+        >>> def guide(x):
+        ...     with pyro.plate("data", len(x)):
+        ...         pyro.sample("z", dist.Normal(x / 2, 0.8))
+        >>> [b.bound for b in likelihood_bounds(model, guide, torch.randn(8), num_samples=(50,))]
+        ['ELBO(particles=1)', 'IWAE(K=50)']
+    """
+    out = [log_likelihood(model, guide, data, num_particles=num_particles, batch_size=batch_size)]
+    for k in num_samples:
+        pointwise = importance_log_likelihood(
+            model, guide, data, num_samples=k, batch_size=batch_size, chunk_size=chunk_size
+        )
+        out.append(pointwise.summary())
+    return out
 
 
 def _warn_heavy_tails(result: PointwiseLogLikelihood, threshold: float) -> None:
