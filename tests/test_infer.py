@@ -108,7 +108,7 @@ def test_non_finite_loss_raises_and_restores_last_good_parameters() -> None:
     "bad, message",
     [
         (torch.tensor([[0.0, float("nan")]] * 10), "NaN"),
-        ([[1.0, 2.0]], "Tensor or a Dataset"),
+        ([[1.0, 2.0]], "data: expected a Tensor, a tuple or dict of tensors, a Dataset"),
         (torch.zeros(0, 2), "at least one"),
     ],
 )

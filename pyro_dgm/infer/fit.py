@@ -1,10 +1,11 @@
-r"""Minibatch stochastic variational inference with validation, early stopping, and a
-guard against divergence."""
+r"""Minibatch stochastic variational inference with validation, early stopping, a
+guard against divergence, any device, and data-parallel training on torch.distributed."""
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,49 +15,25 @@ import pyro
 import torch
 from pyro.infer import ELBO, Trace_ELBO
 from pyro.infer.util import is_validation_enabled
-from torch import Tensor
+from torch import nn
 from tqdm import tqdm  # plain tqdm: tqdm.auto warns in notebooks without ipywidgets
 
 from ..utils.checks import check_number
-from .checkpoint import load_checkpoint, save_checkpoint
-from .data import training_splits
+from .data import Batch, Data, LoaderData, TensorData, training_data
+from .distributed import ProcessGroup, process_group
+from .errors import DistributedError, DivergenceError, NonFiniteLossError
 from .history import History
-from .objective import Objective, build_optimizer, evaluate_loss, multi_tensor
+from .objective import Objective, build_optimizer, evaluate_loss
+from .run import TrainingRun
 
 __all__ = [
+    "DistributedError",
     "DivergenceError",
     "History",
     "NonFiniteLossError",
     "evaluate_loss",
     "fit",
 ]
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss or its gradient became NaN or infinite during :func:`fit`.
-
-    The parameters have been restored to their values at the end of the last
-    epoch whose every step was finite (or to their initial values).
-    """
-
-
-class DivergenceError(FloatingPointError):
-    """Training diverged during :func:`fit`: the monitored loss rose far above its best,
-    or the pair produced values outside a distribution's support from finite data.
-
-    The parameters have been restored to those of the best epoch (or to their
-    initial values); the message names the epoch and what was restored.
-    """
-
-
-def _snapshot(params: dict[str, Tensor]) -> dict[str, Tensor]:
-    return {name: p.detach().clone() for name, p in params.items()}
-
-
-def _restore(params: dict[str, Tensor], values: dict[str, Tensor]) -> None:
-    with torch.no_grad():
-        for name, p in params.items():
-            p.copy_(values[name])
 
 
 def _describe_objective(model: Callable, loss: ELBO) -> str:
@@ -76,235 +53,85 @@ def _pyro_validation() -> Iterator[Callable[[bool], None]]:
         pyro.enable_validation(before)
 
 
-class _Guard:
-    """One loss series, held to its lowest value and to the initial parameters' value."""
-
-    def __init__(self, margin: float | None) -> None:
-        self.margin = margin
-        self.initial = math.nan
-        self.lowest = math.inf
-
-    def start(self, initial: float, earlier: list[float]) -> None:
-        self.initial = initial
-        finite = [v for v in (initial, *earlier) if math.isfinite(v)]
-        self.lowest = min(finite, default=math.inf)
-
-    def far_above(self, loss: float) -> bool:
-        """Worse than the lowest by more than the margin, and worse than (or no better
-        known than) the initial parameters."""
-        if self.margin is None or not math.isfinite(self.lowest):
-            return False
-        return loss > self.lowest + self.margin and not loss <= self.initial
-
-    def update(self, loss: float) -> bool:
-        """Record ``loss``; whether it is the lowest so far."""
-        if loss < self.lowest:
-            self.lowest = loss
-            return True
-        return False
+def _owners(*fns: Callable) -> list[nn.Module]:
+    """The modules whose methods ``fns`` are (a pair's ``model`` and ``guide``), once each."""
+    found: list[nn.Module] = []
+    for fn in fns:
+        owner = getattr(fn, "__self__", None)
+        if isinstance(owner, nn.Module) and all(owner is not m for m in found):
+            found.append(owner)
+    return found
 
 
-class _Run:
-    """The state of one :func:`fit` call: parameters, optimizer, history and the
-    snapshots it may restore."""
+def _device(device: torch.device | str | None, owners: list[nn.Module]) -> torch.device | None:
+    """The device to train on: the one asked for (``"cuda"`` meaning this process's
+    GPU under torchrun), else that of the pair's parameters, else ``None`` (leave the data
+    where it is)."""
+    if device is not None:
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None and torch.cuda.is_available():
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return device
+    for owner in owners:
+        for tensor in (*owner.parameters(), *owner.buffers()):
+            return tensor.device
+    return None
 
-    def __init__(
-        self,
-        objective: Objective,
-        named: dict[str, Tensor],
-        optim: torch.optim.Optimizer,
-        clip_norm: float | None,
-        lr: float,
-        divergence_margin: float | None,
-        num_dims: int,
-    ) -> None:
-        self.objective, self.named, self.optim = objective, named, optim
-        self.params = list(named.values())
-        self.clip_norm, self.lr = clip_norm, lr
-        self.foreach = multi_tensor(self.params)
-        margin = None if divergence_margin is None else divergence_margin * num_dims
-        self.train_guard, self.valid_guard = _Guard(margin), _Guard(margin)
-        self.history = History()
-        self.best = _snapshot(named)  # kept at the end (lowest validation loss)
-        self.best_loss = math.inf
-        self.lowest = self.best  # the lowest monitored loss, restored on divergence
-        self.lowest_label = "the initial values"
-        self.last_good = self.best  # the end of the last finished epoch
 
-    # -- resume -------------------------------------------------------------------------
+def _distributed_loader(data: LoaderData, group: ProcessGroup) -> LoaderData:
+    """A DataLoader re-built on a ``DistributedSampler``, so that each process takes its
+    share of every epoch and all take the same number of steps."""
+    from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
-    def resume(self, checkpoint: str | Path | None) -> None:
-        """Continue from ``checkpoint`` if it exists: parameters, optimizer, history, best."""
-        if checkpoint is None or not Path(checkpoint).exists():
-            return
-        saved = load_checkpoint(checkpoint, params=self.named, optimizer=self.optim)
-        for group in self.optim.param_groups:  # the moments resume; the lr is this call's
-            group["lr"] = self.lr
-        self.history = saved.history or self.history
-        self.last_good = _snapshot(self.named)
-        history = self.history
-        if saved.best_params is not None:
-            self.best = saved.best_params
-        if history.best_epoch:
-            self.best_loss = history.best_validation_loss
-        monitored = history.validation_loss
-        if not any(math.isfinite(v) for v in monitored):
-            monitored = history.train_loss
-        finite = [
-            (v, e) for v, e in zip(monitored, history.epoch, strict=True) if math.isfinite(v)
-        ]
-        if finite:  # what a diverging epoch is restored to, over the whole history
-            epoch = min(finite)[1]
-            if epoch == history.best_epoch:
-                self.lowest, self.lowest_label = self.best, f"epoch {epoch}"
-            else:  # that epoch's parameters were not kept: the checkpoint's are the fallback
-                self.lowest = self.last_good
-                self.lowest_label = f"those of the checkpoint (epoch {history.epoch[-1]})"
-
-    def reference(self, train: Tensor, valid: Tensor | None, batch_size: int) -> None:
-        """The losses of the initial parameters (before the first epoch ever), and the
-        lowest of the whole history: what a diverging epoch exceeds."""
-        history = self.history
-        if not history.epoch:
-            history.initial_train_loss = self.objective.evaluate(train[:batch_size], batch_size)
-            if valid is not None:
-                history.initial_validation_loss = self.objective.evaluate(valid, batch_size)
-        self.train_guard.start(history.initial_train_loss, history.train_loss)
-        if valid is not None:
-            self.valid_guard.start(history.initial_validation_loss, history.validation_loss)
-
-    # -- one epoch ----------------------------------------------------------------------
-
-    def train_epoch(
-        self, train: Tensor, batch_size: int, bar: tqdm, deadline: float | None
-    ) -> tuple[float, bool]:
-        """One pass over ``train`` in random minibatches: the mean loss, and whether the
-        time budget ran out."""
-        total, count = torch.zeros(()), 0
-        epoch = self.history.epoch[-1] + 1 if self.history.epoch else 1
-        for idx in torch.randperm(len(train)).split(batch_size):
-            batch = train[
-                idx
-            ]  # a fresh tensor each step: torch's transform cache is keyed by identity
-            value = self._step(batch, epoch)
-            self.history.steps += 1
-            total += value * len(batch) / self.objective.normalizer(batch)
-            count += len(batch)
-            bar.update()
-            if deadline is not None and time.perf_counter() > deadline:
-                return float(total) / max(count, 1), True
-        return float(total) / max(count, 1), False
-
-    def _step(self, batch: Tensor, epoch: int) -> Tensor:
-        self.optim.zero_grad(set_to_none=True)
-        try:
-            value = self.objective.step_loss(batch)
-        except ValueError as error:
-            self._invalid_values(batch, epoch, error)
-            raise
-        grad_norm = (
-            torch.nn.utils.clip_grad_norm_(self.params, self.clip_norm, foreach=self.foreach)
-            if self.clip_norm is not None
-            else torch.zeros(())
+    loader = data.loader
+    if not isinstance(loader, DataLoader):
+        raise ValueError(
+            f"{data.name}: under torch.distributed, expected tensors or a "
+            f"torch.utils.data.DataLoader (re-built with a DistributedSampler), got "
+            f"{type(loader).__name__}"
         )
-        if not (torch.isfinite(value) and torch.isfinite(grad_norm)):
-            _restore(self.named, self.last_good)
-            what = "loss" if not torch.isfinite(value) else "gradient norm"
-            raise NonFiniteLossError(
-                f"the {what} became {float(value if what == 'loss' else grad_norm)} at "
-                f"epoch {epoch}, step {self.history.steps + 1}; parameters restored to "
-                f"{self._last_good_label(epoch)}. Try a smaller lr (now {self.lr}) or "
-                f"clip_norm (now {self.clip_norm})."
-            )
-        self.optim.step()
-        return value
+    if isinstance(loader.sampler, DistributedSampler):
+        return data
+    sampler = DistributedSampler(
+        loader.dataset,
+        num_replicas=group.world,
+        rank=group.rank,
+        shuffle=isinstance(loader.sampler, RandomSampler),
+    )
+    rebuilt = DataLoader(
+        loader.dataset,
+        batch_size=loader.batch_size,
+        sampler=sampler,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory,
+        drop_last=loader.drop_last,
+    )
+    return LoaderData(rebuilt, data.name)
 
-    @staticmethod
-    def _last_good_label(epoch: int) -> str:
-        return f"the end of epoch {epoch - 1}" if epoch > 1 else "the initial values"
 
-    def _invalid_values(self, batch: Tensor, epoch: int, error: ValueError) -> None:
-        """A ValueError inside a step: the data's fault, or the parameters'?
+def _epoch_steps(
+    train: Data,
+    batch_size: int,
+    epoch_seed: int,
+    group: ProcessGroup,
+    device: torch.device | None,
+) -> Iterator[tuple[Batch, int]]:
+    """This process's share of each global batch of one epoch, and that batch's size.
 
-        The batch is scored again with the parameters of the last finished epoch. If
-        they score it, the training steps since then produced the invalid values (a
-        ``NaN`` reaching a distribution that Pyro's validation checks): that is
-        divergence. Otherwise the error is the data's and is raised as it is."""
-        current = _snapshot(self.named)
-        _restore(self.named, self.last_good)
-        try:
-            with torch.no_grad():
-                self.objective.loss.loss(
-                    self.objective.step_model,
-                    self.objective.step_guide,
-                    batch,
-                    **self.objective.kwargs,
-                )
-        except ValueError:
-            _restore(self.named, current)
-            return
-        when = self._last_good_label(epoch)
-        reason = " ".join(str(error).split())[:300]
-        raise DivergenceError(
-            f"training diverged at epoch {epoch}, step {self.history.steps + 1}: the pair "
-            f"produced invalid values from a batch that the parameters of {when} score "
-            f"(Pyro's validation: {reason}); parameters restored to {when}. Try a smaller lr "
-            f"(now {self.lr}) or clip_norm (now {self.clip_norm})."
-        ) from error
-
-    # -- end of an epoch ----------------------------------------------------------------
-
-    def end_epoch(
-        self,
-        train_loss: float,
-        valid_loss: float,
-        seconds: float,
-        validated: bool,
-    ) -> None:
-        """Record the epoch, keep the best parameters, and stop a diverging run."""
-        history = self.history
-        epoch = history.epoch[-1] + 1 if history.epoch else 1
-        history.epoch.append(epoch)
-        history.train_loss.append(train_loss)
-        history.validation_loss.append(valid_loss)
-        history.seconds.append(seconds)
-        self.last_good = _snapshot(self.named)
-        if not validated or valid_loss < self.best_loss:
-            self.best_loss, history.best_epoch = valid_loss, epoch
-            self.best = self.last_good
-        # diverged: the training loss (and the validation loss, if any) far above its best
-        train_far = self.train_guard.far_above(train_loss)
-        diverged = train_far and (not validated or self.valid_guard.far_above(valid_loss))
-        if diverged:
-            _restore(self.named, self.lowest)
-            guard, which, loss = (
-                (self.valid_guard, "validation", valid_loss)
-                if validated
-                else (self.train_guard, "training", train_loss)
-            )
-            raise DivergenceError(
-                f"training diverged at epoch {epoch}: the {which} loss {loss:.6g} is more than "
-                f"{guard.margin:.6g} nats per data point (divergence_margin per dimension) "
-                f"above its best, {guard.lowest:.6g}, and above that of the initial "
-                f"parameters, {guard.initial:.6g}"
-                + (", and so is the training loss" if validated else "")
-                + f"; parameters restored to {self.lowest_label}. Try a smaller lr (now "
-                f"{self.lr}) or clip_norm (now {self.clip_norm})."
-            )
-        lowest_train = self.train_guard.update(train_loss)
-        lowest_valid = validated and self.valid_guard.update(valid_loss)
-        if lowest_valid or (not validated and lowest_train):
-            self.lowest, self.lowest_label = self.last_good, f"epoch {epoch}"
-
-    def save(self, checkpoint: str | Path | None) -> None:
-        if checkpoint is not None:
-            save_checkpoint(
-                checkpoint,
-                params=self.named,
-                optimizer=self.optim,
-                history=self.history,
-                best_params=self.best,
-            )
+    In-memory data are shuffled with a generator seeded by ``epoch_seed`` (the same in
+    every process), so that together the processes see the batches one process would."""
+    if isinstance(train, TensorData):
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(epoch_seed))
+        for chunk in order.split(batch_size):
+            # a fresh tensor each step: torch's transform cache is keyed by identity
+            yield train.batch_of(chunk[group.rank :: group.world]), len(chunk)
+        return
+    sampler = getattr(train.loader, "sampler", None)
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch_seed)
+    for batch in train.batches():
+        yield batch.to(device), len(batch) * group.world
 
 
 def fit(
@@ -312,7 +139,7 @@ def fit(
     guide: Callable,
     data: Any,
     *,
-    validation: Tensor | float | None = 0.1,
+    validation: Any = 0.1,
     epochs: int = 100,
     batch_size: int = 256,
     loss: ELBO | None = None,
@@ -326,12 +153,14 @@ def fit(
     progress: bool = True,
     validate: str | bool = "first_epoch",
     divergence_margin: float | None = 1.0,
+    device: torch.device | str | None = None,
     on_epoch_end: Callable[[History], None] | None = None,
 ) -> History:
     r"""Train a Pyro model/guide pair by minibatch SVI.
 
     Every epoch visits the training data once in a random order, in minibatches
-    passed as ``model(batch)`` and ``guide(batch)``; the loss is minimised with one
+    passed as ``model(x)`` and ``guide(x)`` (``model(x, context)`` for a batch
+    ``(x, context)``, ``model(**batch)`` for a dict); the loss is minimised with one
     torch optimizer over every parameter the pair registers (``pyro.param``,
     ``pyro.module``, ``PyroModule``), collected once before the first step. After
     each epoch the loss of the validation split is computed; the parameters of the
@@ -354,15 +183,33 @@ def fit(
     its data plate (``pyro.plate("data", size=data_size, subsample=...)``) scales
     the minibatch ELBO to the whole data set.
 
+    *Devices.* With ``device`` the pair's modules (the modules whose methods ``model``
+    and ``guide`` are) and in-memory data move there once; batches of a DataLoader
+    move as they come. Without it, batches go where the pair's parameters are.
+
+    *Several processes.* Launched by ``torchrun --nproc_per_node=N`` (one or several
+    hosts), the same call trains data-parallel on ``torch.distributed`` (NCCL for
+    CUDA devices, gloo otherwise; :mod:`pyro_dgm.infer.distributed`): every process
+    takes its share of each global batch of ``batch_size`` points (a DataLoader is
+    re-built on a ``DistributedSampler``), the gradients are summed in one bucketed
+    ``all_reduce`` per step, so that the parameters stay identical in every process
+    and equal, up to rounding, to one process's on the same global batches;
+    validation, early stopping, divergence and the time budget decide the same in
+    every process; only rank 0 shows progress, writes checkpoints and calls
+    ``on_epoch_end``. A process that fails makes the others stop with
+    :class:`DistributedError` instead of waiting.
+
     Arguments:
         model: A Pyro model taking a minibatch.
         guide: Its guide (an empty function for a flow trained by maximum likelihood).
-        data: A tensor of data points (first dimension), or a
-            :class:`~pyro_dgm.datasets.Dataset` whose ``train`` and ``validation``
-            splits are used.
-        validation: A validation tensor, a fraction of ``data`` to hold out (for a
-            tensor; drawn with ``seed``, the same split on every call without one), or
-            ``None`` for no validation and no early stopping.
+        data: A tensor of data points (first dimension); a tuple ``(x, context, ...)``
+            or dict of tensors of one length; a :class:`~pyro_dgm.datasets.Dataset`
+            (its ``train`` and ``validation`` splits, with their contexts if it has
+            them); or a ``torch.utils.data.DataLoader`` (or another re-iterable) of
+            such batches.
+        validation: Validation data in any of those forms, a fraction of in-memory
+            ``data`` to hold out (drawn with ``seed``; the same split on every call
+            without one), or ``None`` for no validation and no early stopping.
         epochs: The maximum number of epochs.
         batch_size: Minibatch size.
         loss: Any Pyro ELBO; ``Trace_ELBO()`` by default.
@@ -385,9 +232,11 @@ def fit(
             Pyro's setting is restored when ``fit`` returns.
         divergence_margin: Nats per dimension of a data point by which an epoch's
             losses may exceed the lowest so far, or ``None`` for no check.
-        on_epoch_end: Called with the history after every epoch, once that epoch's
-            checkpoint (if any) is written, and once more at the end, when ``fit``
-            has restored the best parameters and written the final checkpoint.
+        device: Where to train, e.g. ``"cuda"`` (this process's GPU under torchrun)
+            or ``"cpu"``; ``None``: where the pair's parameters are.
+        on_epoch_end: Called (by rank 0) with the history after every epoch, once that
+            epoch's checkpoint (if any) is written, and once more at the end, when
+            ``fit`` has restored the best parameters and written the final checkpoint.
 
     Returns:
         The :class:`History` of the run (continued, when resumed).
@@ -398,6 +247,7 @@ def fit(
         NonFiniteLossError: When the loss or a gradient becomes non-finite; the
             parameters of the last good epoch are restored first.
         DivergenceError: When training diverges; the best parameters are restored first.
+        DistributedError: When another process of the group failed.
     """
     if epochs < 0 or batch_size < 1:
         raise ValueError(f"epochs must be >= 0 and batch_size >= 1, got {epochs}, {batch_size}")
@@ -405,48 +255,69 @@ def fit(
         raise ValueError(f"validate must be 'first_epoch', True or False, got {validate!r}")
     if divergence_margin is not None:
         check_number(divergence_margin, "divergence_margin", positive=True)
+    owners = _owners(model, guide)
+    device = _device(device, owners)
+    group = process_group(device)
     if seed is not None:
         pyro.set_rng_seed(seed)
 
-    # the data, the objective and its parameters
-    train, valid = training_splits(data, validation, seed)
+    # the data: checked, split, on the device, sharded per process
+    train, valid = training_data(data, validation, seed)
+    if device is not None:
+        for owner in owners:
+            owner.to(device)
+        train = train.to(device) if isinstance(train, TensorData) else train
+        valid = valid.to(device) if isinstance(valid, TensorData) else valid
+    if isinstance(train, LoaderData) and group.active:
+        train = _distributed_loader(train, group)
+    first = train.head(batch_size).to(device)
+    data_size = len(train) if isinstance(train, TensorData) else int(group.sum([len(train)])[0])
+
+    # the objective, its parameters (the same in every process) and the optimizer
     loss = loss or Trace_ELBO()
-    objective = Objective(model, guide, loss, len(train))
-    named = objective.params(train[:batch_size])
+    objective = Objective(model, guide, loss, data_size)
+    named = objective.params(first)
     if not named:
         raise ValueError(
             "the model and guide register no parameters: use pyro.module, pyro.param or a "
             "PyroModule so that fit has something to train"
         )
+    group.broadcast([*named.values(), *(b for m in owners for b in m.buffers())])
     optim = build_optimizer(optimizer, list(named.values()), lr)
-    run = _Run(objective, named, optim, clip_norm, lr, divergence_margin, train[0].numel())
+    run = TrainingRun(
+        objective, named, optim, group, clip_norm, lr, divergence_margin, first.x[0].numel()
+    )
 
     # resume, or hold the first epoch to the initial parameters
     run.resume(checkpoint)
     history = run.history
     history.objective = _describe_objective(model, loss)
     eval_batch = max(batch_size, 1024)
-
-    first_epoch = history.epoch[-1] + 1 if history.epoch else 1
-    elapsed = history.seconds[-1] if history.seconds else 0.0
+    base_seed = group.broadcast_int(
+        seed if seed is not None else int(torch.randint(2**31 - 1, ()).item())
+    )
+    steps = train.num_batches(batch_size)
     bar = tqdm(
-        total=epochs * math.ceil(len(train) / batch_size),
-        disable=not progress,
+        total=None if steps is None else epochs * steps,
+        disable=not progress or not group.is_main,
         unit="step",
         leave=False,
     )
+    elapsed = history.seconds[-1] if history.seconds else 0.0
     history.stop_reason = ""  # running; an interrupted run's checkpoints say so
     with _pyro_validation() as set_validation, bar:
         set_validation(validate is not False)
         run.reference(train, valid, eval_batch)
+        first_epoch = run.epoch
         for epoch in range(first_epoch, first_epoch + epochs):
             set_validation(
                 validate is True or (validate == "first_epoch" and epoch == first_epoch)
             )
             start = time.perf_counter()
             deadline = None if max_seconds is None else start + max_seconds - elapsed
-            train_loss, out_of_time = run.train_epoch(train, batch_size, bar, deadline)
-            valid_loss = objective.evaluate(valid, eval_batch) if valid is not None else math.nan
+            epoch_steps = _epoch_steps(train, batch_size, base_seed + epoch, group, device)
+            train_loss, out_of_time = run.train_epoch(epoch_steps, bar, deadline)
+            valid_loss = run.validation_loss(valid, eval_batch) if valid is not None else math.nan
             elapsed += time.perf_counter() - start
             run.end_epoch(train_loss, valid_loss, elapsed, validated=valid is not None)
             bar.set_postfix(epoch=epoch, train=f"{train_loss:.4f}", valid=f"{valid_loss:.4f}")
@@ -458,14 +329,14 @@ def fit(
                 history.stop_reason = "max_seconds"
                 break
             run.save(checkpoint)
-            if on_epoch_end is not None:
+            if on_epoch_end is not None and group.is_main:
                 on_epoch_end(history)
         else:
             history.stop_reason = "epochs"
 
     if valid is not None and history.best_epoch:
-        _restore(named, run.best)
+        run.restore_best()
     run.save(checkpoint)
-    if on_epoch_end is not None:
+    if on_epoch_end is not None and group.is_main:
         on_epoch_end(history)
     return history

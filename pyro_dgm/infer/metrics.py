@@ -7,13 +7,14 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import torch
 from pyro import poutine
 from pyro.ops.stats import fit_generalized_pareto
 from torch import Tensor
 
-from .data import check_data
+from .data import as_data
 from .traces import log_importance_weights, plate_nesting
 
 __all__ = [
@@ -92,7 +93,7 @@ class LogLikelihood:
 def log_likelihood(
     model: Callable,
     guide: Callable,
-    data: Tensor,
+    data: Any,
     *,
     num_particles: int = 1,
     batch_size: int = 256,
@@ -104,20 +105,22 @@ def log_likelihood(
     .. math:: \log p(x) \ge \mathbb{E}_{q(z|x)}[\log p(x, z) - \log q(z|x)]
 
     The model and guide must put every sample site inside a data plate over
-    the first dimension of ``data`` (no subsampling), so that each point's
-    ELBO is its own.
+    the first dimension of the data (no subsampling), so that each point's
+    ELBO is its own. ``data`` is a tensor, a tuple ``(x, context, ...)`` or dict of
+    tensors, or a DataLoader (:mod:`pyro_dgm.infer.data`).
     """
-    check_data(data, "data")
+    data = as_data(data, "data")
     if num_particles < 1:
         raise ValueError(f"num_particles must be >= 1, got {num_particles}")
-    nesting = plate_nesting(model, guide, data[:1])
+    first = data.head(1)
+    nesting = plate_nesting(model, guide, first)
     with torch.no_grad(), poutine.block():
-        exact = not log_importance_weights(model, guide, data[:1], 1, nesting)[1]
+        exact = not log_importance_weights(model, guide, first, 1, nesting)[1]
         particles = 1 if exact else num_particles  # without latents every draw is the same
         # the ELBO of each point is the mean of its log importance weights
         values = [
             log_importance_weights(model, guide, batch, particles, nesting)[0].mean(0)
-            for batch in data.split(batch_size)
+            for batch in data.batches(batch_size)
         ]
     values_t = torch.cat(values)
     stderr = float(values_t.std() / math.sqrt(len(values_t))) if len(values_t) > 1 else math.nan
@@ -125,7 +128,7 @@ def log_likelihood(
         nats=float(values_t.mean()),
         stderr=stderr,
         bound="exact" if exact else f"ELBO(particles={num_particles})",
-        num_dims=math.prod(data.shape[1:]),
+        num_dims=math.prod(first.x.shape[1:]),
         num_points=len(values_t),
     )
 
@@ -246,7 +249,7 @@ def pareto_k(log_weights: Tensor) -> Tensor:
 def importance_log_likelihood(
     model: Callable,
     guide: Callable,
-    data: Tensor,
+    data: Any,
     *,
     num_samples: int = 100,
     batch_size: int = 128,
@@ -291,7 +294,7 @@ def importance_log_likelihood(
         pareto_k_threshold: Warn about points whose :math:`\hat k` is above this
             (``None``: no check, and no cost).
     """
-    check_data(data, "data")
+    data = as_data(data, "data")
     if num_samples < 1 or batch_size < 1 or chunk_size < 1:
         raise ValueError(
             f"num_samples, batch_size and chunk_size must be >= 1, got "
@@ -299,11 +302,12 @@ def importance_log_likelihood(
         )
     if isinstance(sites, str):
         sites = (sites,)
-    nesting = plate_nesting(model, guide, data[:1])
+    first = data.head(1)
+    nesting = plate_nesting(model, guide, first)
     weights, exact = [], True
     draws: dict[str, list[Tensor]] = {name: [] for name in sites}
     with torch.no_grad(), poutine.block():
-        for batch in data.split(batch_size):
+        for batch in data.batches(batch_size):
             chunks = []
             batch_draws: dict[str, list[Tensor]] = {name: [] for name in sites}
             for start in range(0, num_samples, chunk_size):
@@ -324,7 +328,7 @@ def importance_log_likelihood(
         values=values,
         log_weights=log_weights,
         bound="exact" if exact else f"IWAE(K={num_samples})",
-        num_dims=math.prod(data.shape[1:]),
+        num_dims=math.prod(first.x.shape[1:]),
         samples={name: torch.cat(parts, dim=1) for name, parts in draws.items()},
     )
     if pareto_k_threshold is not None and not exact:
@@ -345,7 +349,7 @@ def importance_log_likelihood(
 def likelihood_bounds(
     model: Callable,
     guide: Callable,
-    data: Tensor,
+    data: Any,
     *,
     num_samples: Sequence[int] = (1000,),
     num_particles: int = 1,

@@ -3,7 +3,7 @@ r"""The loss a model/guide pair is trained on, and the optimizer that steps its 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -12,7 +12,7 @@ from pyro.infer import ELBO, Trace_ELBO, TraceEnum_ELBO, TraceMeanField_ELBO
 from torch import Tensor
 
 from ..utils.registration import CollectedParams
-from .data import check_data
+from .data import Batch, Data, as_batch, as_data
 
 __all__ = ["Objective", "build_optimizer", "evaluate_loss", "multi_tensor"]
 
@@ -59,13 +59,17 @@ class Objective:
         self.differentiable = hasattr(loss, "differentiable_loss")
         self.step_model, self.step_guide = self.model, self.guide
 
-    def params(self, batch: Tensor) -> dict[str, Tensor]:
+    def _run(self, fn: Callable, model: Callable, guide: Callable, batch: Batch | Tensor) -> Any:
+        batch = as_batch(batch)
+        return fn(model, guide, *batch.args, **batch.kwargs, **self.kwargs)
+
+    def params(self, batch: Batch | Tensor) -> dict[str, Tensor]:
         """Run the pair once (creating lazy parameters) and collect what it reaches.
 
         From then on, the unconstrained ones are answered without tracing when the
         loss allows it (see :class:`~pyro_dgm.utils.registration.CollectedParams`)."""
         with poutine.trace(param_only=True) as tape:
-            self.loss.loss(self.model, self.guide, batch, **self.kwargs)
+            self._run(self.loss.loss, self.model, self.guide, batch)
         sites = tape.trace.nodes
         found = {name: site["value"].unconstrained() for name, site in sites.items()}
         if self.differentiable and type(self.loss) in _PARAM_BLIND_LOSSES:
@@ -74,36 +78,46 @@ class Objective:
             self.step_guide = CollectedParams(plain)(self.guide)
         return {name: found[name] for name in sorted(found)}
 
-    def normalizer(self, batch: Tensor) -> int:
+    def normalizer(self, batch: Batch | Tensor) -> int:
         # a model that scales its plate to the data size returns a full-data loss
         return self.per_point if self.per_point is not None else len(batch)
 
-    def step_loss(self, batch: Tensor) -> Tensor:
+    def step_loss(self, batch: Batch | Tensor) -> Tensor:
         """Loss of one minibatch; gradients are in ``.grad`` afterwards."""
         if self.differentiable:
-            value = self.loss.differentiable_loss(
-                self.step_model, self.step_guide, batch, **self.kwargs
+            value = self._run(
+                self.loss.differentiable_loss, self.step_model, self.step_guide, batch
             )
             if torch.isfinite(value):
                 value.backward()
             return value.detach()
-        return torch.as_tensor(
-            self.loss.loss_and_grads(self.model, self.guide, batch, **self.kwargs)
-        )
+        return torch.as_tensor(self._run(self.loss.loss_and_grads, self.model, self.guide, batch))
 
     @torch.no_grad()
-    def evaluate(self, data: Tensor, batch_size: int) -> float:
-        total = 0.0
-        for batch in data.split(batch_size):
-            loss = self.loss.loss(self.step_model, self.step_guide, batch, **self.kwargs)
-            total += float(loss) * len(batch) / self.normalizer(batch)
-        return total / len(data)
+    def batch_loss(self, batch: Batch | Tensor) -> float:
+        """The loss of ``batch`` without gradients, summed over its points."""
+        value = self._run(self.loss.loss, self.step_model, self.step_guide, batch)
+        return float(value) * len(batch) / self.normalizer(batch)
+
+    def loss_sums(self, batches: Iterable[Batch]) -> tuple[float, int]:
+        """The summed loss of ``batches`` and their number of points (no gradients)."""
+        total, count = 0.0, 0
+        for batch in batches:
+            total += self.batch_loss(batch)
+            count += len(batch)
+        return total, count
+
+    def evaluate(self, data: Data | Batch, batch_size: int) -> float:
+        """The loss per data point of ``data``, without gradients."""
+        batches = [data] if isinstance(data, Batch) else data.batches(batch_size)
+        total, count = self.loss_sums(batches)
+        return total / count
 
 
 def evaluate_loss(
     model: Callable,
     guide: Callable,
-    data: Tensor,
+    data: Any,
     *,
     loss: ELBO | None = None,
     batch_size: int = 1024,
@@ -111,12 +125,14 @@ def evaluate_loss(
     """The loss per data point of a model/guide pair on ``data`` (no gradients).
 
     With the default ``Trace_ELBO`` this is the negative ELBO in nats; for a
-    flow with an empty guide it is the exact negative log-likelihood.
+    flow with an empty guide it is the exact negative log-likelihood. ``data`` is a
+    tensor, a tuple ``(x, context, ...)`` or dict of tensors, or a DataLoader
+    (:mod:`pyro_dgm.infer.data`).
 
     Raises:
         ValueError: For data that is empty or holds a NaN or an infinity (the rows are named).
     """
-    check_data(data, "data")
+    data = as_data(data, "data")
     objective = Objective(model, guide, loss or Trace_ELBO(), len(data))
     return objective.evaluate(data, batch_size)
 

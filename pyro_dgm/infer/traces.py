@@ -1,8 +1,9 @@
 r"""Traces of a model/guide pair, read per data point: the pieces of every estimator in
 :mod:`pyro_dgm.infer.metrics` and :mod:`pyro_dgm.diagnostics`.
 
-The model and guide put every sample site inside a data plate over the first dimension
-of the batch, their outermost plate; :math:`K` guide draws per point are vectorized in
+The model and guide take a batch as ``model(*args, **kwargs)``
+(:class:`~pyro_dgm.infer.data.Batch`: ``x``, ``(x, context)`` or a dict) and put every
+sample site inside a data plate over the first dimension of ``x``, their outermost plate; :math:`K` guide draws per point are vectorized in
 a particle plate to the left of the model's plates.
 """
 
@@ -16,6 +17,8 @@ import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor
+
+from .data import Batch, as_batch
 
 __all__ = [
     "log_importance_weights",
@@ -35,11 +38,12 @@ def sample_sites(trace: poutine.Trace) -> dict[str, dict]:
     }
 
 
-def plate_nesting(model: Callable, guide: Callable, batch: Tensor) -> int:
+def plate_nesting(model: Callable, guide: Callable, batch: Batch | Tensor) -> int:
     """How many vectorized plates deep the pair's sample sites go (one run of each)."""
+    batch = as_batch(batch)
     with poutine.block(), torch.no_grad():
-        guide_trace = poutine.trace(guide).get_trace(batch)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(batch)
+        guide_trace = batch.call(poutine.trace(guide).get_trace)
+        model_trace = batch.call(poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace)
     dims = [
         -frame.dim
         for trace in (guide_trace, model_trace)
@@ -51,29 +55,29 @@ def plate_nesting(model: Callable, guide: Callable, batch: Tensor) -> int:
 
 
 def particle_traces(
-    model: Callable, guide: Callable, batch: Tensor, num_samples: int, nesting: int
+    model: Callable, guide: Callable, batch: Batch | Tensor, num_samples: int, nesting: int
 ) -> tuple[poutine.Trace, poutine.Trace]:
     """Traces of ``num_samples`` vectorized guide draws per point (a particle plate left
     of the model's plates) and of the model replayed on them, log-probabilities computed."""
+    batch = as_batch(batch)
 
     def particles(fn: Callable) -> Callable:
-        def wrapped(x: Tensor) -> object:
+        def wrapped(*args: object, **kwargs: object) -> object:
             with pyro.plate("_importance_samples", num_samples, dim=-nesting - 1):
-                return fn(x)
+                return fn(*args, **kwargs)
 
         return wrapped
 
-    guide_trace = poutine.trace(particles(guide)).get_trace(batch)
-    model_trace = poutine.trace(poutine.replay(particles(model), trace=guide_trace)).get_trace(
-        batch
-    )
+    guide_trace = batch.call(poutine.trace(particles(guide)).get_trace)
+    replayed = poutine.replay(particles(model), trace=guide_trace)
+    model_trace = batch.call(poutine.trace(replayed).get_trace)
     guide_trace.compute_log_prob()
     model_trace.compute_log_prob()
     return model_trace, guide_trace
 
 
 def per_point_log_prob(
-    name: str, site: dict, batch: Tensor, num_samples: int, nesting: int
+    name: str, site: dict, batch: Batch | Tensor, num_samples: int, nesting: int
 ) -> Tensor:
     """A site's log-probability summed within each data point: ``(K, B)`` in float64."""
     log_prob = site["log_prob"]
@@ -92,15 +96,16 @@ def per_point_log_prob(
 def log_importance_weights(
     model: Callable,
     guide: Callable,
-    batch: Tensor,
+    batch: Batch | Tensor,
     num_samples: int,
     nesting: int,
     keep: Sequence[str] = (),
 ) -> tuple[Tensor, bool] | tuple[Tensor, bool, dict[str, Tensor]]:
     """``log p(x, z) - log q(z | x)`` of ``num_samples`` guide draws per point: ``(K, B)``;
     with ``keep``, also the guide's draws of those sites."""
+    batch = as_batch(batch)
     model_trace, guide_trace = particle_traces(model, guide, batch, num_samples, nesting)
-    total = batch.new_zeros(num_samples, len(batch), dtype=torch.float64)
+    total = batch.x.new_zeros(num_samples, len(batch), dtype=torch.float64)
     has_latents = False
     for sign, trace in ((1.0, model_trace), (-1.0, guide_trace)):
         for name, site in sample_sites(trace).items():
