@@ -68,15 +68,14 @@ def test_fit_digits_with_the_multiscale_image_flows(tmp_path, model, dequantizat
     assert "levels" in names  # the multi-scale flow's parameters were saved
     assert (out / "samples.png").exists()
     # model.pt holds the whole pair, buffers included, and reloads into a rebuilt pair
-    import argparse
-
-    config = argparse.Namespace(**metrics["config"])
-    _, rebuilt = cli._build_pair(config, cli.datasets.load("digits"))
+    config = cli.RunConfig.from_dict(metrics["config"])
+    _, rebuilt = cli.build_pair(config, cli.datasets.load("digits"))
     state = torch.load(out / "model.pt", weights_only=True)
     assert any(key.endswith("initialized") for key in state)  # ActNorm's flag
     rebuilt.load_state_dict(state)
     nll = -rebuilt.log_likelihood(cli.datasets.load("digits").test[:20]).nats
     assert math.isfinite(nll)
+
 
 def test_dequantization_of_continuous_data_is_an_error(tmp_path, capsys) -> None:
     argv = ["fit", "--data", "moons", "--dequantization", "uniform", "--out", str(tmp_path)]
@@ -111,7 +110,9 @@ def test_vae_with_dequantization_is_an_error(tmp_path, capsys) -> None:
     assert "likelihood" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("model", "data"), [("pixelcnn", "digits"), ("wavenet", "digit_sequences")])
+@pytest.mark.parametrize(
+    ("model", "data"), [("pixelcnn", "digits"), ("wavenet", "digit_sequences")]
+)
 def test_fit_autoregressive_models_report_exact_bits_per_dim(tmp_path, model, data) -> None:
     out = tmp_path / model
     argv = ["fit", "--data", data, "--model", model, "--epochs", "1", "--hidden", "8"]
