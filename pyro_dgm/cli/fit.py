@@ -65,7 +65,7 @@ class RunInterrupted(Exception):
     def __init__(self, out: Path | None, epoch: int, epochs: int) -> None:
         self.out, self.epoch, self.epochs = out, epoch, epochs
         if out is None:
-            message = "interrupted before the first epoch ended; nothing was written"
+            message = "interrupted before an epoch ended; nothing was written"
         else:
             message = (
                 f"interrupted; {out} holds the run at the end of epoch {epoch} of {epochs}: "
@@ -103,14 +103,7 @@ def prepare(config: RunConfig) -> Prepared:
     return Prepared(config, data, pair)
 
 
-def train(
-    prepared: Prepared,
-    folder: Path,
-    *,
-    epochs: int,
-    progress: bool,
-    on_epoch: Any = None,
-) -> infer.History:
+def train(prepared: Prepared, folder: Path, *, epochs: int, progress: bool) -> infer.History:
     """Train for up to ``epochs`` more epochs, resuming from ``folder/checkpoint.pt`` if
     it exists; after each epoch's checkpoint, ``folder/model.pt`` gets the pair's whole
     state (parameters and buffers)."""
@@ -118,8 +111,6 @@ def train(
 
     def on_epoch_end(history: infer.History) -> None:
         save_state(prepared.pair, model_file)
-        if on_epoch is not None:
-            on_epoch(history)
 
     config = prepared.config
     return infer.fit(
@@ -273,6 +264,14 @@ def report(
     return metrics
 
 
+def _last_epoch(checkpoint: Path) -> int:
+    """The last epoch a checkpoint file holds (0 for none)."""
+    if not checkpoint.exists():
+        return 0
+    history = read_checkpoint(checkpoint).history
+    return history.epoch[-1] if history is not None and history.epoch else 0
+
+
 def _run(
     prepared: Prepared,
     staging: Staging,
@@ -281,26 +280,21 @@ def _run(
     done: int,
     progress: bool,
 ) -> dict[str, Any]:
-    """Train, evaluate, report and publish; on Ctrl-C publish what the last complete
-    epoch left (or nothing, if no epoch of this call ended)."""
-    ended = [done]
-
-    def on_epoch(history: infer.History) -> None:
-        ended[0] = history.epoch[-1] if history.epoch else 0
-
+    """Train, evaluate, report and publish; on Ctrl-C publish the run as its last
+    complete epoch left it (or nothing, if no epoch of this call ended)."""
+    total = prepared.config.epochs
     start = time.perf_counter()
     try:
-        history = train(
-            prepared, staging.path, epochs=epochs, progress=progress, on_epoch=on_epoch
-        )
+        history = train(prepared, staging.path, epochs=epochs, progress=progress)
     except KeyboardInterrupt:
-        if ended[0] == done:  # no epoch of this call ended: the destination stays as it was
+        last = _last_epoch(staging.path / CHECKPOINT_FILE)
+        if last <= done:  # no epoch of this call ended: the destination stays as it was
             staging.discard()
-            raise RunInterrupted(None, done, prepared.config.epochs) from None
+            raise RunInterrupted(None, done, total) from None
         if not (staging.path / MODEL_FILE).exists():  # buffers are fixed after the first batch
             save_state(prepared.pair, staging.path / MODEL_FILE)
         staging.publish()
-        raise RunInterrupted(staging.out, ended[0], prepared.config.epochs) from None
+        raise RunInterrupted(staging.out, last, total) from None
     except BaseException:
         staging.discard()
         raise
@@ -318,7 +312,7 @@ def _run(
         )
     except KeyboardInterrupt:
         staging.publish()
-        raise RunInterrupted(staging.out, ended[0], prepared.config.epochs) from None
+        raise RunInterrupted(staging.out, len(history.epoch), total) from None
     except Exception as error:
         staging.publish()
         raise ReportFailed(
