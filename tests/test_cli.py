@@ -478,6 +478,7 @@ def test_a_run_of_the_previous_version_still_evaluates(tmp_path, glow_run) -> No
 def test_metrics_name_what_the_losses_measure(tmp_path, glow_run, monkeypatch) -> None:
     flow = json.loads((glow_run / "metrics.json").read_text())
     assert flow["validation_loss_is"].startswith("exact NLL")
+    assert flow["test_nll_is"].startswith("exact NLL")
     assert "best_validation_nll_nats" not in flow and math.isfinite(flow["best_validation_loss"])
     assert flow["architecture"] == {
         "kind": "vector flow", "num_transforms": 1, "transforms_are": "steps",
@@ -488,6 +489,7 @@ def test_metrics_name_what_the_losses_measure(tmp_path, glow_run, monkeypatch) -
     assert _fit(out, *argv, model="vae") == 0
     vae = json.loads((out / "metrics.json").read_text())
     assert vae["validation_loss_is"].startswith("negative ELBO")
+    assert vae["test_nll_is"].startswith("negative IWAE(K=8) bound")
     assert "weighted ELBO" in vae["training_loss_is"] and "0.5" in vae["training_loss_is"]
     assert vae["config"]["kl_weight"] == 0.5 and vae["config"]["likelihood"] == "gaussian"
     monkeypatch.setattr(cli.fit.infer.History, "objective", "what fit says", raising=False)

@@ -173,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _epochs(metrics: dict) -> str:
+    total, resumed = metrics["epochs_run"], metrics["resumed_from_epoch"]
+    if not resumed:
+        return f"{total} epochs"
+    return f"epochs {resumed + 1}-{total} (resumed)" if total > resumed else f"{total} epochs"
+
+
 def fit_command(args: argparse.Namespace) -> int:
     """``pyro-dgm fit``: run, print a one-line summary, return the exit status."""
     metrics = run_fit(args)
@@ -182,7 +189,7 @@ def fit_command(args: argparse.Namespace) -> int:
     print(
         f"{metrics['model']} on {metrics['data']}: test NLL {metrics['test_nll_nats']:.4f} "
         f"± {metrics['test_nll_stderr']:.4f} nats ({metrics['bound']}){floor}, "
-        f"{metrics['epochs_run']} epochs in {metrics['train_seconds']:.1f} s; "
+        f"{_epochs(metrics)} in {metrics['train_seconds']:.1f} s; "
         f"report in {metrics['out']}/"
     )
     return 0

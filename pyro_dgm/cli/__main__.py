@@ -2,4 +2,5 @@
 
 from . import main
 
-raise SystemExit(main())
+if __name__ == "__main__":  # not on import (e.g. by the docs' autosummary)
+    raise SystemExit(main())

@@ -88,6 +88,12 @@ class Prepared:
     pair: Any
 
 
+def _named(path: Path) -> Path:
+    """``path``, absolute if it has no name of its own (``.``, ``..``): a run folder is
+    renamed into place, so it needs one."""
+    return path.resolve() if path.name in ("", "..") else path
+
+
 def _set_threads(threads: int | None) -> None:
     if threads is not None:
         torch.set_num_threads(check_int(threads, "threads", 1))
@@ -235,6 +241,11 @@ def report(
         "test_nll_nats": -test.nats,
         "test_nll_stderr": test.stderr,
         "bound": test.bound,
+        "test_nll_is": (
+            EXACT
+            if test.bound == "exact"
+            else f"negative {test.bound} bound (nats per point; an upper bound on the NLL)"
+        ),
         "test_bits_per_dim": test.bits_per_dim if discrete else None,
         "bounds": {
             name: {"nll_nats": -b.nats, "stderr": b.stderr, "bits_per_dim": b.bits_per_dim}
@@ -353,8 +364,7 @@ def fit_run(
     if out is None:
         target = free_default_out(Path("runs") / run_name(prepared.config, prepared.data))
     else:
-        target = Path(out)
-        target = target.resolve() if target.name in ("", "..") else target
+        target = _named(Path(out))
         check_new_out(target, overwrite)
     staging = Staging.create(target)
     try:
@@ -387,7 +397,7 @@ def resume_run(
         RunInterrupted: On Ctrl-C.
     """
     _set_threads(threads)
-    run_dir = Path(run_dir)
+    run_dir = _named(Path(run_dir))
     check_run_dir(run_dir, "--resume")
     run = load_run(run_dir, "--resume", parameters=False)
     config = run.config
