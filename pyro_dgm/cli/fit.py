@@ -58,9 +58,10 @@ EXACT = "exact NLL (nats per point)"
 NEGATIVE_ELBO = "negative ELBO (nats per point; an upper bound on the NLL)"
 
 
-class RunInterrupted(Exception):
+class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped a fit; ``out`` holds the run at the end of epoch ``epoch``
-    (``out`` is ``None`` when no epoch had ended and nothing was written)."""
+    (``out`` is ``None`` when no epoch had ended and nothing was written). A
+    ``KeyboardInterrupt``, so that Ctrl-C still stops a script that calls the fit."""
 
     def __init__(self, out: Path | None, epoch: int, epochs: int) -> None:
         self.out, self.epoch, self.epochs = out, epoch, epochs
@@ -414,11 +415,16 @@ def resume_run(
     finished = history is not None and (history.stopped_early or done >= config.epochs)
     finished = finished or out_of_time
     if finished and run.complete:
-        why = "stopped early" if history.stopped_early else f"ran {done} of {config.epochs} epochs"
-        raise ValueError(
-            f"--resume: {run_dir} is complete ({why}); pass --epochs N with N > {done} to "
-            "train it further"
-        )
+        if history.stopped_early:
+            how = (
+                f"stopped early: no validation improvement in {config.patience} epochs after "
+                f"epoch {history.best_epoch}; there is nothing to resume"
+            )
+        elif out_of_time:
+            how = f"its --max-seconds {config.max_seconds} are spent; pass a larger one"
+        else:
+            how = f"ran {done} of {config.epochs} epochs; pass --epochs N with N > {done}"
+        raise ValueError(f"--resume: {run_dir} is complete ({how})")
     if history is not None and isinstance(run.pair, models.VAE):
         run.pair.num_steps = history.steps  # the KL warm-up continues where it stopped
     pyro.set_rng_seed(config.seed + done)
