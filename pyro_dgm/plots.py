@@ -1,7 +1,12 @@
 r"""Matplotlib figures for densities, samples, latents, training curves and diagnostics.
 
-Every function takes ``ax=None`` (a new figure is made when none is given),
+Every function takes ``ax=None`` (a new pyplot figure is made when none is given),
 accepts tensors or arrays, returns the Axes, and never calls ``plt.show()``.
+
+The ``*_figure`` functions draw the same pictures into a whole
+:class:`matplotlib.figure.Figure` made without pyplot (no global figure list, no
+backend to choose: ``fig.savefig`` renders with Agg), for scripts and the command
+line, which save them and let them go.
 """
 
 from __future__ import annotations
@@ -16,14 +21,22 @@ from torch import Tensor
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 __all__ = [
     "density_2d",
+    "density_samples_figure",
     "elbo_surgery_bars",
+    "elbo_surgery_figure",
     "image_grid",
+    "image_samples_figure",
     "latent_scatter",
+    "latent_scatter_figure",
     "pareto_k",
+    "pareto_k_figure",
+    "sequence_samples_figure",
     "training_curve",
+    "training_curve_figure",
 ]
 
 
@@ -131,12 +144,16 @@ def image_grid(
     canvas = np.ones((nrows * (h + 1) + 1, ncols * (w + 1) + 1, c))
     for i in range(n):
         r, q = divmod(i, ncols)
-        canvas[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + q * (w + 1) : 1 + q * (w + 1) + w] = (
-            x[i].transpose(1, 2, 0)
-        )
+        top, left = 1 + r * (h + 1), 1 + q * (w + 1)
+        canvas[top : top + h, left : left + w] = x[i].transpose(1, 2, 0)
     ax = _axes(ax, figsize=(ncols * 0.6 + 1, nrows * 0.6 + 1))
-    ax.imshow(canvas.squeeze(-1) if c == 1 else canvas, cmap="gray_r" if c == 1 else None,
-              vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.imshow(
+        canvas.squeeze(-1) if c == 1 else canvas,
+        cmap="gray_r" if c == 1 else None,
+        vmin=0.0,
+        vmax=1.0,
+        interpolation="nearest",
+    )
     ax.set_axis_off()
     if title:
         ax.set_title(title)
@@ -188,9 +205,9 @@ def latent_scatter(
 
 
 def _colours(n: int) -> list[Any]:
-    import matplotlib.pyplot as plt
+    import matplotlib
 
-    cmap = plt.get_cmap("tab10" if n <= 10 else "tab20")
+    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
     return [cmap(i % cmap.N) for i in range(n)]
 
 
@@ -223,11 +240,23 @@ def pareto_k(
     lo, hi = ax.get_ylim()
     top, bottom = np.isposinf(values), np.isneginf(values)
     if top.any():
-        ax.scatter(index[top], np.full(top.sum(), hi), marker="^", color="tab:red",
-                   label=f"k = inf ({top.sum()})", clip_on=False)
+        ax.scatter(
+            index[top],
+            np.full(top.sum(), hi),
+            marker="^",
+            color="tab:red",
+            label=f"k = inf ({top.sum()})",
+            clip_on=False,
+        )
     if bottom.any():
-        ax.scatter(index[bottom], np.full(bottom.sum(), lo), marker="v", color="tab:blue",
-                   label=f"k = -inf ({bottom.sum()})", clip_on=False)
+        ax.scatter(
+            index[bottom],
+            np.full(bottom.sum(), lo),
+            marker="v",
+            color="tab:blue",
+            label=f"k = -inf ({bottom.sum()})",
+            clip_on=False,
+        )
     ax.set_xlabel("data point")
     ax.set_ylabel("PSIS k-hat")
     ax.legend(fontsize="small", loc="best")
@@ -275,8 +304,14 @@ def elbo_surgery_bars(
         heights = [float(row[term]) for row in rows.values()]
         errors = [float(row.get("stderr", {}).get(term, np.nan)) for row in rows.values()]
         yerr = None if np.isnan(errors).all() else np.nan_to_num(errors)
-        ax.bar(x + (j - (len(terms) - 1) / 2) * width, heights, width, yerr=yerr, capsize=3,
-               label=_TERM_LABELS.get(term, term.replace("_", " ")))
+        ax.bar(
+            x + (j - (len(terms) - 1) / 2) * width,
+            heights,
+            width,
+            yerr=yerr,
+            capsize=3,
+            label=_TERM_LABELS.get(term, term.replace("_", " ")),
+        )
     ax.set_xticks(x, list(rows), rotation=20 if len(rows) > 3 else 0)
     ax.set_ylabel("nats per data point")
     ax.axhline(0.0, color="black", lw=0.8)
@@ -284,3 +319,132 @@ def elbo_surgery_bars(
     if title:
         ax.set_title(title)
     return ax
+
+
+# -- whole figures, made without pyplot ---------------------------------------------------
+
+
+def _figure(figsize: tuple[float, float]) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=figsize)
+
+
+def _finish(fig: Figure, title: str | None) -> Figure:
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def training_curve_figure(history: Any, *, title: str | None = None) -> Figure:
+    """:func:`training_curve` as a whole figure (made without pyplot)."""
+    fig = _figure((5.0, 4.0))
+    training_curve(history, ax=fig.subplots(), title=title)
+    return _finish(fig, None)
+
+
+def image_samples_figure(
+    data: Tensor | np.ndarray,
+    samples: Tensor | np.ndarray,
+    *,
+    num_levels: int | None = None,
+    labels: tuple[str, str] = ("test data", "samples"),
+    title: str | None = None,
+) -> Figure:
+    """Two :func:`image_grid` panels side by side, data and model samples (made
+    without pyplot)."""
+    fig = _figure((8.0, 4.5))
+    left, right = fig.subplots(1, 2)
+    image_grid(data, num_levels=num_levels, ax=left, title=labels[0])
+    image_grid(samples, num_levels=num_levels, ax=right, title=labels[1])
+    return _finish(fig, title)
+
+
+def sequence_samples_figure(
+    data: Tensor | np.ndarray,
+    samples: Tensor | np.ndarray,
+    *,
+    labels: tuple[str, str] = ("test data", "samples"),
+    title: str | None = None,
+) -> Figure:
+    """Integer sequences ``(N, C, T)`` (their first channel) above model samples of the
+    same shape, one line per sequence (made without pyplot)."""
+    rows = [(_numpy(data).astype(float), labels[0]), (_numpy(samples).astype(float), labels[1])]
+    for values, label in rows:
+        if values.ndim != 3:
+            raise ValueError(f"{label}: expected sequences of shape (N, C, T), got {values.shape}")
+    fig = _figure((8.0, 5.0))
+    axes = fig.subplots(2, 1, sharex=True, sharey=True)
+    for ax, (values, label) in zip(axes, rows, strict=True):
+        ax.plot(values[:, 0].T, lw=1)
+        ax.set_ylabel("level")
+        ax.set_title(label)
+    axes[-1].set_xlabel("position")
+    return _finish(fig, title)
+
+
+def density_samples_figure(
+    data: Tensor | np.ndarray,
+    samples: Tensor | np.ndarray,
+    *,
+    log_prob: Callable[[Tensor], Tensor] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """2-D data and model samples scattered together, beside the model density
+    (:func:`density_2d` with the data on top) when ``log_prob`` is given (made
+    without pyplot)."""
+    points, drawn = _numpy(data), _numpy(samples).reshape(-1, 2)
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ValueError(f"data: expected points of shape (N, 2), got {points.shape}")
+    fig = _figure((10.0 if log_prob is not None else 5.0, 4.5))
+    axes = list(np.atleast_1d(fig.subplots(1, 2 if log_prob is not None else 1)))
+    if log_prob is not None:
+        density_2d(log_prob, samples=points, ax=axes[0], title="model density, test points")
+    ax = axes[-1]
+    ax.scatter(*points.T, s=2, alpha=0.4, label="test data")
+    ax.scatter(*drawn.T, s=2, alpha=0.4, label="model samples")
+    if log_prob is not None:
+        ax.set_xlim(axes[0].get_xlim())
+        ax.set_ylim(axes[0].get_ylim())
+    ax.legend(markerscale=5)
+    ax.set_title("samples")
+    return _finish(fig, title)
+
+
+def pareto_k_figure(
+    k: Tensor | np.ndarray | Sequence[float], *, title: str | None = None
+) -> Figure:
+    """:func:`pareto_k` as a whole figure (made without pyplot)."""
+    fig = _figure((6.0, 3.5))
+    pareto_k(k, ax=fig.subplots(), title=title)
+    return _finish(fig, None)
+
+
+def elbo_surgery_figure(
+    results: Mapping[str, Any],
+    *,
+    terms: Sequence[str] = ("mutual_information", "marginal_kl"),
+    title: str | None = None,
+) -> Figure:
+    """:func:`elbo_surgery_bars` as a whole figure (made without pyplot)."""
+    fig = _figure((4.5, 4.0))
+    elbo_surgery_bars(results, terms=terms, ax=fig.subplots(), title=title)
+    return _finish(fig, None)
+
+
+def latent_scatter_figure(
+    latents: Tensor | np.ndarray,
+    labels: Tensor | np.ndarray | Sequence[int] | None = None,
+    *,
+    axis_labels: tuple[str, str] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """:func:`latent_scatter` of the first two coordinates as a whole figure, with
+    ``axis_labels`` (e.g. principal components) if given (made without pyplot)."""
+    fig = _figure((5.0, 4.5))
+    ax = latent_scatter(latents, labels, ax=fig.subplots(), title=title)
+    if axis_labels is not None:
+        ax.set_xlabel(axis_labels[0])
+        ax.set_ylabel(axis_labels[1])
+    return _finish(fig, None)

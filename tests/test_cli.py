@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import ast
+import importlib
 import json
 import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
-from pyro_dgm import cli
+from pyro_dgm import cli, diagnostics
 
 
 def test_fit_writes_a_report(tmp_path, capsys) -> None:
@@ -68,15 +74,14 @@ def test_fit_digits_with_the_multiscale_image_flows(tmp_path, model, dequantizat
     assert "levels" in names  # the multi-scale flow's parameters were saved
     assert (out / "samples.png").exists()
     # model.pt holds the whole pair, buffers included, and reloads into a rebuilt pair
-    import argparse
-
-    config = argparse.Namespace(**metrics["config"])
-    _, rebuilt = cli._build_pair(config, cli.datasets.load("digits"))
+    config = cli.RunConfig.from_dict(metrics["config"])
+    _, rebuilt = cli.build_pair(config, cli.datasets.load("digits"))
     state = torch.load(out / "model.pt", weights_only=True)
     assert any(key.endswith("initialized") for key in state)  # ActNorm's flag
     rebuilt.load_state_dict(state)
     nll = -rebuilt.log_likelihood(cli.datasets.load("digits").test[:20]).nats
     assert math.isfinite(nll)
+
 
 def test_dequantization_of_continuous_data_is_an_error(tmp_path, capsys) -> None:
     argv = ["fit", "--data", "moons", "--dequantization", "uniform", "--out", str(tmp_path)]
@@ -111,7 +116,9 @@ def test_vae_with_dequantization_is_an_error(tmp_path, capsys) -> None:
     assert "likelihood" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("model", "data"), [("pixelcnn", "digits"), ("wavenet", "digit_sequences")])
+@pytest.mark.parametrize(
+    ("model", "data"), [("pixelcnn", "digits"), ("wavenet", "digit_sequences")]
+)
 def test_fit_autoregressive_models_report_exact_bits_per_dim(tmp_path, model, data) -> None:
     out = tmp_path / model
     argv = ["fit", "--data", data, "--model", model, "--epochs", "1", "--hidden", "8"]
@@ -126,3 +133,365 @@ def test_autoregressive_models_refuse_dequantization(tmp_path, capsys) -> None:
     argv = ["fit", "--data", "digits", "--model", "pixelcnn", "--dequantization", "uniform"]
     assert cli.main([*argv, "--out", str(tmp_path), "--quiet"]) == 2
     assert "models the integers exactly" in capsys.readouterr().err
+
+
+# -- the package: config, build, parser ----------------------------------------------------
+FAST = ["--epochs", "1", "--num-layers", "1", "--hidden", "8", "--batch-size", "2000"]
+
+
+def _fit(out, *extra: str, model: str = "glow") -> int:
+    argv = ["fit", "--data", "moons", "--model", model, *FAST, "--quiet", *extra]
+    return cli.main([*argv, "--out", str(out)])
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pyro-dgm: error: "), err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def glow_run(tmp_path_factory):
+    """A complete two-epoch run of a vector Glow (ActNorm layers) on moons."""
+    out = tmp_path_factory.mktemp("glow") / "run"
+    assert _fit(out, "--epochs", "2") == 0
+    return out
+
+
+def _copy(run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    return copy
+
+
+def test_config_round_trips_and_refuses_partial_unknown_or_mistyped() -> None:
+    config = cli.RunConfig(model="vae", epochs=3, lr=1, prior="flow")
+    assert config.lr == 1.0 and isinstance(config.lr, float)
+    assert cli.RunConfig.from_json(config.to_json()) == config
+    state = config.to_dict()
+    for broken, match in [
+        ({k: v for k, v in state.items() if k != "hidden"}, r"missing \['hidden'\]"),
+        (state | {"colour": "red"}, r"unknown \['colour'\]"),
+        (state | {"epochs": "10"}, "epochs: expected an int"),
+        (state | {"epochs": True}, "epochs: expected an int"),
+        (state | {"prior": "laplace"}, "prior: expected one of"),
+        (state | {"format": "other/1"}, "expected format"),
+        ([1, 2], "expected a JSON object"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            cli.RunConfig.from_dict(broken, "x.json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        cli.RunConfig.from_json("{", "x.json")
+    with pytest.raises(ValueError, match="num_layers: expected an int >= 1, got 0"):
+        cli.RunConfig(num_layers=0)
+
+
+def test_resolve_writes_the_defaults_each_model_uses() -> None:
+    digits, moons = cli.datasets.load("digits"), cli.datasets.load("moons")
+    config = cli.RunConfig(model="vae", data="digits", num_layers=3, posterior="iaf")
+    resolved = cli.resolve_config(config, digits)
+    assert config.likelihood is None  # the given config is not changed
+    assert resolved.likelihood == "discretized_logistic" and resolved.latent_dim == 16
+    assert resolved.posterior_steps == 3 and resolved.prior_layers is None  # normal prior
+    assert resolved.kl_weight == 1.0 and resolved.warmup_steps == 0
+    assert resolved.num_samples == 1000 and resolved.levels is None
+    assert cli.resolve_config(resolved, digits) == resolved
+    image = cli.resolve_config(cli.RunConfig(model="realnvp", data="digits", num_layers=5), digits)
+    assert (image.steps_per_level, image.levels, image.dequantization) == (2, 2, "uniform")
+    glow = cli.resolve_config(cli.RunConfig(model="glow", data="digits", num_layers=5), digits)
+    assert glow.steps_per_level == 5
+    flow = cli.resolve_config(cli.RunConfig(model="maf"), moons)
+    assert flow.num_samples is None and flow.dequantization is None and flow.prior is None
+    for config, match in [
+        (cli.RunConfig(model="maf", prior="flow"), "--prior: is a VAE setting"),
+        (cli.RunConfig(model="maf", levels=2), "--levels: is a setting of the multi-scale"),
+        (cli.RunConfig(model="maf", num_samples=8), "--num-samples: .* exact likelihood"),
+        (cli.RunConfig(model="vae", prior_layers=2), "--prior-layers: .* --prior normal"),
+        (cli.RunConfig(model="vae", posterior_steps=2), "--posterior-steps: .* gaussian"),
+        (cli.RunConfig(model="vae", likelihood="bernoulli"), "needs discrete data"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            cli.resolve_config(config, moons)
+
+
+def test_steps_per_level_sets_the_depth_of_an_image_flow() -> None:
+    digits = cli.datasets.load("digits")
+
+    def size(**settings) -> int:
+        config = cli.RunConfig(model="realnvp", data="digits", hidden=4, **settings)
+        _, pair = cli.build_pair(config, digits)
+        return sum(p.numel() for p in pair.parameters())
+
+    assert size(num_layers=4) == size(num_layers=1, steps_per_level=2)  # 4 // 2 per stage
+    assert size(num_layers=4, steps_per_level=1) < size(num_layers=4)
+
+
+def test_the_command_line_module_and_usage_errors(capsys) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pyro_dgm.cli", "--version"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0 and result.stdout.startswith("pyro_dgm ")
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["fit", "--model", "nope"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'nope'" in _one_error_line(capsys)
+
+
+def test_diagnostics_holds_no_command_line_code() -> None:
+    """The diagnostics package imports neither argparse nor the cli package (the circle
+    cli -> diagnostics.report -> cli is gone)."""
+    for path in (Path(diagnostics.__file__).parent).glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [node.module or "", *(alias.name for alias in node.names)]
+            assert not any(n == "argparse" or n.split(".")[-1] == "cli" for n in names), path
+
+
+def test_figures_are_drawn_without_pyplot(tmp_path, monkeypatch) -> None:
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    def no_backend_change(*args, **kwargs):
+        raise AssertionError("matplotlib.use was called")
+
+    monkeypatch.setattr(matplotlib, "use", no_backend_change)
+    before = plt.get_fignums()
+    assert _fit(tmp_path / "run", "--epochs", "0") == 0
+    assert plt.get_fignums() == before
+    assert (tmp_path / "run" / "density.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# -- runs on disk ---------------------------------------------------------------------------
+def test_fit_refuses_a_folder_that_holds_another_run(tmp_path, glow_run, capsys) -> None:
+    out = _copy(glow_run, tmp_path)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert _fit(out) == 2
+    assert "--overwrite" in _one_error_line(capsys)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # untouched
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    assert _fit(foreign, "--overwrite") == 2  # --overwrite replaces runs, not other files
+    assert "did not write" in _one_error_line(capsys)
+    assert (foreign / "notes.txt").read_text() == "keep me"
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    assert _fit(a_file) == 2 and "is a file" in _one_error_line(capsys)
+    assert _fit(a_file / "below") == 2 and "is a file" in _one_error_line(capsys)
+    assert _fit(out, "--overwrite", "--hidden", "4") == 0
+    assert cli.RunConfig.from_json((out / "config.json").read_text()).hidden == 4
+    assert "diagnostics.json" not in {p.name for p in out.iterdir()}
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_default_folders_are_numbered_not_overwritten(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    argv = ["fit", "--data", "moons", "--model", "maf", *FAST, "--epochs", "0", "--quiet"]
+    assert cli.main(argv) == 0 and cli.main(argv) == 0
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["moons-maf", "moons-maf-2"]
+
+
+def test_argument_errors_leave_no_folder_behind(tmp_path, capsys) -> None:
+    out = tmp_path / "new" / "run"
+    assert _fit(out, "--levels", "2") == 2  # maf on moons has no levels: not ignored
+    assert "--levels" in _one_error_line(capsys)
+    assert _fit(out, "--epochs", "-1") == 2
+    assert "epochs: expected an int >= 0, got -1" in _one_error_line(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_diverging_fit_is_one_error_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    fit_module = importlib.import_module("pyro_dgm.infer.objective")
+    nan = torch.tensor(float("nan"))
+    monkeypatch.setattr(fit_module.Objective, "step_loss", lambda self, batch: nan)
+    assert _fit(tmp_path / "new" / "run") == 2  # NonFiniteLossError: no traceback
+    assert "became nan" in _one_error_line(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _interrupt_at_step(monkeypatch, step: int) -> None:
+    fit_module = importlib.import_module("pyro_dgm.infer.objective")
+    original, calls = fit_module.Objective.step_loss, [0]
+
+    def step_loss(self, batch):
+        calls[0] += 1
+        if calls[0] == step:
+            raise KeyboardInterrupt
+        return original(self, batch)
+
+    monkeypatch.setattr(fit_module.Objective, "step_loss", step_loss)
+
+
+def _count_actnorm_initializations(monkeypatch) -> list[int]:
+    from pyro_dgm.transforms import ActNorm
+
+    original, calls = ActNorm._initialize, [0]
+
+    def initialize(self, x):
+        calls[0] += 1
+        return original(self, x)
+
+    monkeypatch.setattr(ActNorm, "_initialize", initialize)
+    return calls
+
+
+def test_ctrl_c_leaves_a_run_that_evaluates_and_resumes(tmp_path, capsys, monkeypatch) -> None:
+    out = tmp_path / "run"
+    steps_per_epoch = 5  # 10000 training points in batches of 2000
+    _interrupt_at_step(monkeypatch, steps_per_epoch + 2)  # during epoch 2
+    assert _fit(out, "--epochs", "3") == 130
+    assert f"--resume {out}" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # no temporary folder left
+    assert {p.name for p in out.iterdir()} == {"config.json", "checkpoint.pt", "model.pt"}
+    interrupted = torch.load(out / "checkpoint.pt", weights_only=True)["history"]
+    assert interrupted["epoch"] == [1]
+    monkeypatch.undo()
+
+    initializations = _count_actnorm_initializations(monkeypatch)
+    assert cli.main(["evaluate", str(out), "--max-points", "50"]) == 0
+    report = json.loads((out / "diagnostics.json").read_text())
+    assert report["run_complete"] is False and report["parameters_of_epoch"] == 1
+    assert initializations[0] == 0  # model.pt was loaded before the pair met data
+
+    assert cli.main(["fit", "--resume", str(out), "--quiet"]) == 0
+    assert initializations[0] == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 3 and metrics["resumed_from_epoch"] == 1
+    history = torch.load(out / "checkpoint.pt", weights_only=True)["history"]
+    assert history["epoch"] == [1, 2, 3]
+    assert history["train_loss"][0] == interrupted["train_loss"][0]
+    assert "diagnostics.json" not in {p.name for p in out.iterdir()}  # stale: dropped
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+def test_an_evaluated_glow_run_keeps_its_actnorm(tmp_path, glow_run, monkeypatch) -> None:
+    out = _copy(glow_run, tmp_path)
+    initializations = _count_actnorm_initializations(monkeypatch)
+    points = len(cli.datasets.load("moons").test)
+    assert cli.main(["evaluate", str(out), "--max-points", str(points)]) == 0
+    assert initializations[0] == 0
+    report = json.loads((out / "diagnostics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert report["run_complete"] and report["parameters_of_epoch"] == metrics["best_epoch"]
+    assert math.isclose(-report["log_likelihood"]["nats"], metrics["test_nll_nats"], rel_tol=1e-5)
+
+
+def test_ctrl_c_between_the_checkpoint_and_model_pt(tmp_path, capsys, monkeypatch) -> None:
+    """Interrupted right after epoch 2's checkpoint, before its model.pt: the run is read
+    at epoch 2 (the checkpoint's parameters; model.pt's buffers are the same)."""
+    fit_module, calls = importlib.import_module("pyro_dgm.cli.fit"), [0]
+    original = fit_module.save_state
+
+    def save_state(module, path):
+        calls[0] += 1
+        if calls[0] == 2:
+            raise KeyboardInterrupt
+        original(module, path)
+
+    monkeypatch.setattr(fit_module, "save_state", save_state)
+    out = tmp_path / "run"
+    assert _fit(out, "--epochs", "3") == 130
+    assert "end of epoch 2 of 3" in capsys.readouterr().err
+    monkeypatch.undo()
+    assert cli.main(["evaluate", str(out), "--max-points", "20"]) == 0
+    assert json.loads((out / "diagnostics.json").read_text())["parameters_of_epoch"] == 2
+
+
+def test_ctrl_c_in_the_first_epoch_keeps_the_old_run(tmp_path, glow_run, capsys, monkeypatch):
+    out = _copy(glow_run, tmp_path)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    _interrupt_at_step(monkeypatch, 2)
+    assert _fit(out, "--overwrite", "--hidden", "4") == 130
+    assert "nothing was written" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    monkeypatch.undo()
+    _interrupt_at_step(monkeypatch, 7)  # epoch 2: the new run replaces the old one whole
+    assert _fit(out, "--overwrite", "--hidden", "4", "--epochs", "2") == 130
+    assert "metrics.json" not in {p.name for p in out.iterdir()}
+    assert cli.RunConfig.from_json((out / "config.json").read_text()).hidden == 4
+    monkeypatch.undo()
+    assert cli.main(["evaluate", str(out), "--max-points", "20"]) == 0
+
+
+def test_resume_errors_are_one_line(tmp_path, glow_run, capsys) -> None:
+    out = _copy(glow_run, tmp_path)
+    assert cli.main(["fit", "--resume", str(out), "--quiet"]) == 2
+    assert "is complete" in _one_error_line(capsys)
+    assert cli.main(["fit", "--resume", str(out), "--hidden", "4"]) == 2
+    assert "--hidden cannot be changed" in _one_error_line(capsys)
+    assert cli.main(["fit", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "does not exist" in _one_error_line(capsys)
+    assert cli.main(["fit", "--resume", str(out), "--epochs", "3", "--quiet"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 3
+
+
+class Stranger:
+    """Not a tensor: ``torch.load(weights_only=True)`` refuses to unpickle it."""
+
+
+def test_damaged_run_files_are_one_error_line(tmp_path, glow_run, capsys) -> None:
+    def damaged(name: str, damage) -> str:
+        out = tmp_path / name
+        shutil.copytree(glow_run, out)
+        damage(out)
+        assert cli.main(["evaluate", str(out), "--max-points", "5"]) == 2
+        first = _one_error_line(capsys)
+        assert cli.main(["fit", "--resume", str(out), "--epochs", "3", "--quiet"]) == 2
+        assert _one_error_line(capsys) == first
+        return first
+
+    def truncate(path):
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+    assert "checkpoint.pt" in damaged("truncated", lambda o: truncate(o / "checkpoint.pt"))
+    assert "model.pt" in damaged("model", lambda o: torch.save(Stranger(), o / "model.pt"))
+    assert "model.pt" in damaged("nothing", lambda o: (o / "model.pt").unlink())
+    config = json.loads((glow_run / "config.json").read_text())
+    partial = json.dumps({k: v for k, v in config.items() if k != "lr"})
+    assert "missing ['lr']" in damaged(
+        "partial", lambda o: (o / "config.json").write_text(partial)
+    )
+    other = json.dumps(config | {"hidden": 16})  # another architecture
+    assert "does not fit" in damaged("other", lambda o: (o / "config.json").write_text(other))
+    assert cli.main(["evaluate", str(tmp_path / "missing")]) == 2
+    assert "does not exist" in _one_error_line(capsys)
+
+
+def test_a_run_of_the_previous_version_still_evaluates(tmp_path, glow_run) -> None:
+    """Before config.json, the settings were the namespace in metrics.json."""
+    out = _copy(glow_run, tmp_path)
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").unlink()
+    metrics = json.loads((out / "metrics.json").read_text())
+    old = {k: v for k, v in config.items() if k != "format" and v is not None}
+    old |= {"command": "fit", "levels": 2, "prior": "normal", "posterior": "gaussian"}
+    old |= {"num_samples": 1000, "likelihood": None, "out": str(out), "quiet": True}
+    (out / "metrics.json").write_text(json.dumps(metrics | {"config": old}))
+    assert cli.main(["evaluate", str(out), "--max-points", "20"]) == 0
+
+
+def test_metrics_name_what_the_losses_measure(tmp_path, glow_run, monkeypatch) -> None:
+    flow = json.loads((glow_run / "metrics.json").read_text())
+    assert flow["validation_loss_is"].startswith("exact NLL")
+    assert flow["test_nll_is"].startswith("exact NLL")
+    assert "best_validation_nll_nats" not in flow and math.isfinite(flow["best_validation_loss"])
+    assert flow["architecture"] == {
+        "kind": "vector flow", "num_transforms": 1, "transforms_are": "steps",
+        "hidden_dims": [8, 8],
+    }  # fmt: skip
+    out = tmp_path / "vae"
+    argv = ["--num-samples", "8", "--kl-weight", "0.5", "--warmup-steps", "3"]
+    assert _fit(out, *argv, model="vae") == 0
+    vae = json.loads((out / "metrics.json").read_text())
+    assert vae["validation_loss_is"].startswith("negative ELBO")
+    assert vae["test_nll_is"].startswith("negative IWAE(K=8) bound")
+    assert "weighted ELBO" in vae["training_loss_is"] and "0.5" in vae["training_loss_is"]
+    assert vae["config"]["kl_weight"] == 0.5 and vae["config"]["likelihood"] == "gaussian"
+    assert _fit(tmp_path / "vae2", "--num-samples", "8", model="vae") == 0
+    plain = json.loads((tmp_path / "vae2" / "metrics.json").read_text())["training_loss_is"]
+    assert plain.startswith("negative ELBO (Trace_ELBO)") and "weighted" not in plain

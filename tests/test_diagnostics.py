@@ -16,7 +16,7 @@ from pyro.infer.importance import psis_diagnostic
 from sklearn.decomposition import PCA
 
 from pyro_dgm import cli, diagnostics, infer
-from pyro_dgm.diagnostics.report import add_evaluate_parser, evaluate_command, run_evaluate
+from pyro_dgm.cli.evaluate import add_evaluate_parser, evaluate_command, run_evaluate
 from pyro_dgm.diagnostics.surgery import _log_q_agg
 from pyro_dgm.infer.metrics import HeavyTailWarning, pareto_k
 from pyro_dgm.models import VAE

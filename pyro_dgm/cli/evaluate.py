@@ -5,20 +5,19 @@ r"""``pyro-dgm evaluate RUN_DIR``: the diagnostics of a fitted run, written into
     $ pyro-dgm fit --data digits --model vae --prior flow --posterior iaf --out runs/vae
     $ pyro-dgm evaluate runs/vae
 
-Reads ``RUN_DIR/metrics.json`` (whose ``config`` is the namespace of the fit) and
-``RUN_DIR/checkpoint.pt``, rebuilds the model/guide pair, and writes
-``diagnostics.json`` with the importance-weighted log-likelihood (nats, bits/dim),
-the per-point effective sample size and PSIS :math:`\hat k`, ELBO surgery and
-ArviZ's PSIS-LOO, plus ``pareto_k.png``, ``elbo_surgery.png`` and
-``latent_scatter.png`` (a VAE with labelled data).
+Rebuilds the model/guide pair from ``RUN_DIR/config.json``, loads ``model.pt`` and
+``checkpoint.pt`` (a run interrupted by Ctrl-C is read at the end of its last
+complete epoch), and writes ``diagnostics.json`` with the importance-weighted
+log-likelihood (nats, bits/dim), the per-point effective sample size and PSIS
+:math:`\hat k`, ELBO surgery and ArviZ's PSIS-LOO, plus ``pareto_k.png``,
+``elbo_surgery.png`` and ``latent_scatter.png`` (a VAE with labelled data). Every
+file is written atomically.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -27,15 +26,29 @@ from typing import Any
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer import Trace_ELBO
 from torch import Tensor
 
-from ..infer import importance_log_likelihood, load_checkpoint
-from ..infer.metrics import HeavyTailWarning
+from .. import plots
+from ..diagnostics import (
+    SaturatedMutualInformationWarning,
+    arviz_module,
+    elbo_surgery,
+    pointwise_to_inference_data,
+    summarize_pareto_k,
+)
+from ..diagnostics.arviz import observed_site
+from ..infer import HeavyTailWarning, importance_log_likelihood
 from ..infer.traces import sample_sites
-from .arviz import arviz_module, observed_site, pointwise_to_inference_data
-from .pareto import summarize_pareto_k
-from .surgery import SaturatedMutualInformationWarning, elbo_surgery
+from ..utils.checks import check_int
+from .errors import report_error
+from .runs import (
+    DIAGNOSTICS_FILE,
+    INFERENCE_DATA_FILE,
+    load_run,
+    save_figure,
+    save_with,
+    write_json,
+)
 
 __all__ = ["add_evaluate_parser", "evaluate_command", "run_evaluate"]
 
@@ -48,7 +61,8 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=(
             "Write diagnostics.json and figures into RUN_DIR (made by pyro-dgm fit): the "
             "importance-weighted log-likelihood, per-point PSIS k-hat and ESS, ELBO surgery "
-            "and ArviZ's PSIS-LOO for models with a latent site."
+            "and ArviZ's PSIS-LOO for models with a latent site. A run interrupted by Ctrl-C "
+            "is evaluated at the end of its last complete epoch."
         ),
     )
     parser.add_argument("run_dir", type=Path, help="a folder written by pyro-dgm fit")
@@ -78,33 +92,6 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _load_pair(run_dir: Path) -> tuple[dict[str, Any], Any, Any, Any]:
-    """The run's metrics, data set, model/guide pair (with its trained parameters) and
-    training history."""
-    from .. import cli, datasets  # cli imports this module's package: import it late
-
-    metrics_file, checkpoint = run_dir / "metrics.json", run_dir / "checkpoint.pt"
-    for file in (metrics_file, checkpoint):
-        if not file.exists():
-            raise ValueError(f"run_dir: {file} does not exist (expected a pyro-dgm fit folder)")
-    metrics = json.loads(metrics_file.read_text())
-    if "config" not in metrics:
-        raise ValueError(f"{metrics_file} has no 'config' (written by an older pyro-dgm fit?)")
-    config = argparse.Namespace(**metrics["config"])
-    pyro.clear_param_store()
-    pyro.set_rng_seed(config.seed)  # as fit did: the same random buffers (1x1 permutations)
-    data, pair = cli._build_pair(config, datasets.load(config.data))
-    # create the parameters as fit did (the pair's first pass), then overwrite them
-    with torch.no_grad(), poutine.trace(param_only=True) as tape:
-        Trace_ELBO().loss(pair.model, pair.guide, data.train[: config.batch_size])
-    named = {n: s["value"].unconstrained() for n, s in tape.trace.nodes.items()}
-    saved = load_checkpoint(checkpoint, params=named)
-    model_file = run_dir / "model.pt"
-    if model_file.exists():  # the pair's whole state: buffers too (ActNorm flags, permutations)
-        pair.load_state_dict(torch.load(model_file, map_location="cpu", weights_only=True))
-    return metrics, data, pair, saved.history
-
-
 def _latent_site(pair: Any, batch: Tensor) -> str | None:
     with torch.no_grad(), poutine.block():
         sites = list(sample_sites(poutine.trace(pair.guide).get_trace(batch)))
@@ -113,66 +100,67 @@ def _latent_site(pair: Any, batch: Tensor) -> str | None:
     return sites[0] if len(sites) == 1 else None
 
 
-def _pca_2d(z: Tensor) -> tuple[Tensor, list[str]]:
+def _pca_2d(z: Tensor) -> tuple[Tensor, tuple[str, str]]:
     if z.shape[1] == 2:
-        return z, ["z[0]", "z[1]"]
+        return z, ("z[0]", "z[1]")
     centred = z - z.mean(0)
     _, s, v = torch.linalg.svd(centred, full_matrices=False)
     share = (s**2 / (s**2).sum())[:2].tolist()
-    return centred @ v[:2].T, [f"PC{i + 1} of z ({100 * p:.0f}%)" for i, p in enumerate(share)]
+    names = [f"PC{i + 1} of z ({100 * p:.0f}%)" for i, p in enumerate(share)]
+    return centred @ v[:2].T, (names[0], names[1])
 
 
 def _figures(
     run_dir: Path, report: dict[str, Any], pointwise: Any, latent: Any, labels: Any, title: str
 ) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .. import plots
-
-    written = []
+    figures = {}
     if "pareto_k" in report:
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        plots.pareto_k(pointwise.pareto_k, ax=ax, title=f"{title}: PSIS k-hat per point")
-        fig.tight_layout()
-        fig.savefig(run_dir / "pareto_k.png", dpi=120)
-        plt.close(fig)
-        written.append("pareto_k.png")
+        figures["pareto_k.png"] = plots.pareto_k_figure(
+            pointwise.pareto_k, title=f"{title}: PSIS k-hat per point"
+        )
     surgery = report.get("elbo_surgery")
     if isinstance(surgery, dict) and "elbo" in surgery:
-        fig, ax = plt.subplots(figsize=(4.5, 4))
-        plots.elbo_surgery_bars(
+        figures["elbo_surgery.png"] = plots.elbo_surgery_figure(
             {title: surgery},
             terms=("kl", "mutual_information", "marginal_kl"),
-            ax=ax,
             title="ELBO surgery",
         )
-        fig.tight_layout()
-        fig.savefig(run_dir / "elbo_surgery.png", dpi=120)
-        plt.close(fig)
-        written.append("elbo_surgery.png")
     if latent is not None and latent.dim() == 2 and latent.shape[1] >= 2:
         points, names = _pca_2d(latent.double())
-        fig, ax = plt.subplots(figsize=(5, 4.5))
-        plots.latent_scatter(points, labels, ax=ax, title=f"{title}: posterior means")
-        ax.set_xlabel(names[0])
-        ax.set_ylabel(names[1])
-        fig.tight_layout()
-        fig.savefig(run_dir / "latent_scatter.png", dpi=120)
-        plt.close(fig)
-        written.append("latent_scatter.png")
-    return written
+        figures["latent_scatter.png"] = plots.latent_scatter_figure(
+            points, labels, axis_labels=names, title=f"{title}: posterior means"
+        )
+    for name, fig in figures.items():
+        save_figure(fig, run_dir / name)
+    return list(figures)
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    for name in ("num_samples", "num_draws", "surgery_samples"):
+        check_int(getattr(args, name), f"--{name.replace('_', '-')}", 1)
+    for name in ("max_points", "threads"):
+        if getattr(args, name, None) is not None:
+            check_int(getattr(args, name), f"--{name.replace('_', '-')}", 1)
+
+
+def _parameters_epoch(history: Any, complete: bool) -> int:
+    """The epoch whose parameters the checkpoint holds: the best one of a complete run
+    (fit restores it), the last complete one of an interrupted run (0: none)."""
+    if history is None or not history.epoch:
+        return 0
+    return (history.best_epoch or history.epoch[-1]) if complete else history.epoch[-1]
 
 
 def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Run ``pyro-dgm evaluate``: write ``diagnostics.json`` and figures into
     ``args.run_dir`` and return what was written."""
+    _check_args(args)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     run_dir = Path(args.run_dir)
-    metrics, data, pair, history = _load_pair(run_dir)
+    run = load_run(run_dir)
+    data, pair, config = run.data, run.pair, run.config
+    history = run.checkpoint.history if run.checkpoint is not None else None
     pyro.set_rng_seed(args.seed)
     points = getattr(data, args.split)
     labels = getattr(data, f"{args.split}_labels", None)
@@ -199,6 +187,9 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {
         "command": "evaluate",
         "run_dir": str(run_dir),
+        "run_complete": run.complete,
+        # a complete run keeps its best epoch's parameters; an interrupted one its last
+        "parameters_of_epoch": _parameters_epoch(history, run.complete),
         "split": args.split,
         "num_points": len(points),
         "log_likelihood": {
@@ -266,28 +257,32 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
                 "messages": sorted({str(w.message)[:200] for w in loo_warnings}),
             }
             try:
-                idata.to_netcdf(str(run_dir / "inference_data.nc"))
-                report["inference_data"] = "inference_data.nc"
+                save_with(
+                    run_dir / INFERENCE_DATA_FILE,
+                    lambda tmp: idata.to_netcdf(str(tmp)),
+                    suffix=".nc",
+                )
+                report["inference_data"] = INFERENCE_DATA_FILE
             except (ImportError, ValueError, TypeError, OSError) as error:
                 report["inference_data"] = f"not written: {error}"
         except (ImportError, ValueError) as error:
             report["loo"] = f"not available: {error}"
         report["seconds"]["arviz"] = time.perf_counter() - start
-    title = metrics.get("model", "model")
-    if metrics.get("vae"):
-        title += f" ({metrics['vae']['prior']} prior, {metrics['vae']['posterior']} posterior)"
+    title = config.model
+    if config.model == "vae":
+        title += f" ({config.prior} prior, {config.posterior} posterior)"
     report["figures"] = _figures(run_dir, report, pointwise, latent, labels, title)
-    (run_dir / "diagnostics.json").write_text(json.dumps(report, indent=2, default=float))
+    write_json(run_dir / DIAGNOSTICS_FILE, report)
     return report
 
 
 def evaluate_command(args: argparse.Namespace) -> int:
-    """``pyro-dgm evaluate``: run, print a one-line summary, return the exit status."""
+    """``pyro-dgm evaluate``: run, print a one-line summary, return the exit status
+    (errors print one ``pyro-dgm: error:`` line and return 2)."""
     try:
         report = run_evaluate(args)
-    except ValueError as error:
-        print(f"pyro-dgm: error: {error}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError, RuntimeError) as error:
+        return report_error(error)
     ll = report["log_likelihood"]
     line = f"log p(x) = {ll['nats']:.4f} ± {ll['stderr']:.4f} nats ({ll['bound']})"
     if ll["bits_per_dim"] is not None:
@@ -302,5 +297,7 @@ def evaluate_command(args: argparse.Namespace) -> int:
             f"{surgery['mutual_information']:.3f}, marginal KL {surgery['marginal_kl']:.3f} nats"
             f"{' (saturated: MI near log N)' if surgery['saturated'] else ''}"
         )
+    if not report["run_complete"]:
+        line += f" (an interrupted run, at epoch {report['parameters_of_epoch']})"
     print(f"{line}; report in {report['run_dir']}/diagnostics.json")
     return 0 if math.isfinite(ll["nats"]) else 1

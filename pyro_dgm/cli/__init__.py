@@ -1,0 +1,212 @@
+r"""The ``pyro-dgm`` command-line tool: fit a model to an embedded data set and write its
+report; continue an interrupted run; evaluate a fitted run with the diagnostics.
+
+.. code-block:: console
+
+    $ pyro-dgm fit --data moons --model spline
+    $ pyro-dgm fit --data rings --model maf --epochs 50 --out runs/rings
+    $ pyro-dgm fit --resume runs/rings         # after Ctrl-C: continue from the last epoch
+    $ pyro-dgm evaluate runs/rings             # diagnostics (k-hat, ELBO surgery, ArviZ)
+
+The package: :mod:`~pyro_dgm.cli.config` (the run's settings, :class:`RunConfig`),
+:mod:`~pyro_dgm.cli.build` (settings and data to a model/guide pair),
+:mod:`~pyro_dgm.cli.runs` (run folders on disk), :mod:`~pyro_dgm.cli.fit` and
+:mod:`~pyro_dgm.cli.evaluate` (the two commands). Every failure is one
+``pyro-dgm: error: ...`` line on stderr with exit status 2; Ctrl-C exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from .. import datasets, models
+from .._version import __version__
+from .build import FLOW_BUILDERS, IMAGE_FLOW_BUILDERS, build_pair, resolve_config
+from .config import DATA_NAMES, MODEL_NAMES, RunConfig
+from .errors import report_error
+from .evaluate import add_evaluate_parser, evaluate_command
+from .fit import RunInterrupted, run_fit
+
+__all__ = [
+    "FLOW_BUILDERS",
+    "IMAGE_FLOW_BUILDERS",
+    "RunConfig",
+    "build_pair",
+    "build_parser",
+    "datasets",
+    "main",
+    "resolve_config",
+    "run_fit",
+]
+
+_DEFAULTS = RunConfig()
+
+NUM_LAYERS_HELP = (
+    f"the depth (default {_DEFAULTS.num_layers}); per model: maf, iaf, spline, zuko-maf, "
+    "zuko-nsf: layers; glow (vectors): steps; realnvp, nice (vectors): pairs of couplings "
+    "(2N couplings); glow, realnvp on images: the default of --steps-per-level; vae: the "
+    "default of --prior-layers and --posterior-steps; pixelcnn: gated blocks; wavenet: "
+    "dilated layers"
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error as one ``pyro-dgm: error:`` line (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"pyro-dgm: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _given(parser: argparse._ActionsContainer, *flags: str, **kwargs: object) -> None:
+    """A flag of a :class:`RunConfig` setting: absent from the namespace unless given,
+    so that the config's own defaults apply and ``--resume`` knows what was asked."""
+    parser.add_argument(*flags, default=argparse.SUPPRESS, **kwargs)
+
+
+def _add_fit_parser(commands: argparse._SubParsersAction) -> None:
+    d = _DEFAULTS
+    fit = commands.add_parser(
+        "fit",
+        help="fit a model to an embedded data set, write a report",
+        description="Fit a model/guide pair and write a run folder (config.json, "
+        "checkpoint.pt, model.pt, metrics.json, figures). The folder is written "
+        "beside its destination and renamed into place; Ctrl-C keeps the last complete "
+        "epoch, which --resume continues.",
+    )
+    _given(fit, "--data", help=f"one of {', '.join(DATA_NAMES)} (default {d.data})")
+    _given(
+        fit,
+        "--model",
+        choices=list(MODEL_NAMES),
+        help="a flow, a VAE, or an autoregressive model of integer data (pixelcnn for "
+        f"images, wavenet for sequences); default {d.model}",
+    )
+    _given(fit, "--epochs", type=int, help=f"maximum epochs of the run (default {d.epochs})")
+    _given(fit, "--batch-size", type=int, help=f"default {d.batch_size}")
+    _given(fit, "--lr", type=float, help=f"Adam's learning rate (default {d.lr})")
+    _given(fit, "--num-layers", type=int, help=NUM_LAYERS_HELP)
+    _given(fit, "--hidden", type=int, help=f"units per layer, channels for images ({d.hidden})")
+    image = fit.add_argument_group("multi-scale image flows (glow, realnvp on image data)")
+    _given(image, "--levels", type=int, help="levels (default 2)")
+    _given(
+        image,
+        "--steps-per-level",
+        type=int,
+        help="glow: steps of flow per level (default --num-layers); realnvp: couplings per "
+        "stage, two stages per level (default max(1, --num-layers // 2))",
+    )
+    _given(fit, "--patience", type=int, help=f"early-stopping patience (default {d.patience})")
+    _given(fit, "--max-seconds", type=float, help="training time budget of the run")
+    _given(
+        fit,
+        "--dequantization",
+        choices=sorted(models.DEQUANTIZATIONS),
+        help="for flows on discrete data (digits): uniform or variational (default uniform)",
+    )
+    _given(
+        fit,
+        "--num-samples",
+        type=int,
+        help="K of the importance-weighted test bound of latent-variable pairs (VAEs, "
+        "dequantized flows; default 1000)",
+    )
+    vae = fit.add_argument_group("VAE (--model vae)")
+    _given(vae, "--prior", choices=list(models.PRIORS), help="default normal")
+    _given(vae, "--posterior", choices=list(models.POSTERIORS), help="default gaussian")
+    _given(
+        vae,
+        "--likelihood",
+        choices=list(models.LIKELIHOODS),
+        help="default: discretized_logistic for discrete data, gaussian otherwise; "
+        "bernoulli binarizes discrete data at half its levels",
+    )
+    _given(vae, "--latent-dim", type=int, help="default 16 for images, 2 for vectors")
+    _given(vae, "--prior-layers", type=int, help="layers of --prior flow (default --num-layers)")
+    _given(
+        vae,
+        "--posterior-steps",
+        type=int,
+        help="steps of a flow posterior: iaf, planar, householder, sylvester "
+        "(default --num-layers)",
+    )
+    _given(vae, "--kl-weight", type=float, help="beta after warm-up (default 1: the ELBO)")
+    _given(vae, "--warmup-steps", type=int, help="steps of linear KL warm-up (default 0)")
+    _given(fit, "--seed", type=int, help=f"default {d.seed}")
+    run = fit.add_argument_group("the run folder")
+    run.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="the run folder, absent or empty (default runs/DATA-MODEL, numbered -2, -3, "
+        "... when taken)",
+    )
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in --out (a folder of pyro-dgm's files) once the new one ends",
+    )
+    run.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="continue the run in DIR with its settings (DIR/config.json) up to its epochs "
+        "(or a new total --epochs, --max-seconds), then report it",
+    )
+    fit.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    fit.add_argument("--quiet", action="store_true", help="no progress bar")
+    fit.set_defaults(handler=fit_command)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of the ``pyro-dgm`` command and its ``fit`` and ``evaluate`` commands."""
+    parser = _Parser(
+        prog="pyro-dgm", description="Deep generative models for Pyro: fit and report."
+    )
+    parser.add_argument("--version", action="version", version=f"pyro_dgm {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_fit_parser(commands)
+    add_evaluate_parser(commands)
+    return parser
+
+
+def _epochs(metrics: dict) -> str:
+    total, resumed = metrics["epochs_run"], metrics["resumed_from_epoch"]
+    if not resumed:
+        return f"{total} epochs"
+    return f"epochs {resumed + 1}-{total} (resumed)" if total > resumed else f"{total} epochs"
+
+
+def fit_command(args: argparse.Namespace) -> int:
+    """``pyro-dgm fit``: run, print a one-line summary, return the exit status."""
+    metrics = run_fit(args)
+    entropy, bpd = metrics["data_entropy_nats"], metrics["test_bits_per_dim"]
+    floor = f" (data entropy {entropy:.3f})" if entropy is not None else ""
+    floor += f", {bpd:.4f} bits/dim" if bpd is not None else ""
+    print(
+        f"{metrics['model']} on {metrics['data']}: test NLL {metrics['test_nll_nats']:.4f} "
+        f"± {metrics['test_nll_stderr']:.4f} nats ({metrics['bound']}){floor}, "
+        f"{_epochs(metrics)} in {metrics['train_seconds']:.1f} s; "
+        f"report in {metrics['out']}/"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``pyro-dgm`` command: the exit status (0 done, 1 a non-finite
+    evaluation, 2 an error, 130 Ctrl-C)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except RunInterrupted as interrupted:
+        print(f"pyro-dgm: {interrupted}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("pyro-dgm: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, RuntimeError, FloatingPointError) as error:
+        return report_error(error)

@@ -1,0 +1,319 @@
+r"""From a :class:`~pyro_dgm.cli.config.RunConfig` and a data set to the model/guide pair.
+
+:func:`resolve_config` fills in the settings that depend on the data and the kind of
+model (and refuses the ones that kind does not use); :func:`build_pair` builds the
+pair from the resolved settings. Neither changes the config it is given.
+
+What ``--num-layers`` (``num_layers``) counts, per kind of model:
+
+- vector flows ``maf``, ``iaf``, ``spline``, ``zuko-maf``, ``zuko-nsf``: layers;
+  ``glow``: steps (ActNorm, invertible linear map, coupling);
+  ``realnvp``, ``nice``: pairs of couplings (``2 * num_layers`` couplings, so that
+  every coordinate is transformed ``num_layers`` times);
+- multi-scale image flows (``glow``, ``realnvp`` on images): the default of
+  ``steps_per_level``: Glow's steps per level, RealNVP's ``max(1, num_layers // 2)``
+  couplings per stage (two stages per level, so about ``num_layers`` couplings per level);
+- ``vae``: the default of ``prior_layers`` (a flow prior) and ``posterior_steps``
+  (a flow posterior);
+- ``pixelcnn``: gated blocks; ``wavenet``: dilated layers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .. import datasets, flows, image_flows, models
+from ..utils.zuko_import import import_zuko
+from .config import RunConfig
+
+__all__ = [
+    "FLOW_BUILDERS",
+    "IMAGE_FLOW_BUILDERS",
+    "architecture",
+    "build_pair",
+    "is_latent_variable_model",
+    "model_kind",
+    "resolve_config",
+    "run_name",
+]
+
+
+def _zuko_flow(name: str, dim: int, settings: Any) -> flows.Flow:
+    zuko = import_zuko()
+    build = getattr(zuko.flows, name)
+    return flows.ZukoFlow(
+        build(dim, transforms=settings.num_layers, hidden_features=[settings.hidden] * 2)
+    )
+
+
+#: ``--model`` name to a vector flow ``(dim, settings) -> Flow`` (``settings`` has
+#: ``num_layers`` and ``hidden``).
+FLOW_BUILDERS: dict[str, Callable[[int, Any], flows.Flow]] = {
+    "maf": lambda dim, a: flows.MAF(dim, a.num_layers, [a.hidden] * 2),
+    "iaf": lambda dim, a: flows.IAF(dim, a.num_layers, [a.hidden] * 2),
+    "spline": lambda dim, a: flows.SplineFlow(dim, a.num_layers, [a.hidden] * 2),
+    "realnvp": lambda dim, a: flows.RealNVP(dim, 2 * a.num_layers, [a.hidden] * 2),
+    "nice": lambda dim, a: flows.NICE(dim, 2 * a.num_layers, [a.hidden] * 2),
+    "glow": lambda dim, a: flows.Glow(dim, a.num_layers, [a.hidden] * 2),
+    "zuko-maf": lambda dim, a: _zuko_flow("MAF", dim, a),
+    "zuko-nsf": lambda dim, a: _zuko_flow("NSF", dim, a),
+}
+
+
+def _image_steps(model: str, settings: Any) -> int:
+    steps = getattr(settings, "steps_per_level", None)
+    if steps is not None:
+        return steps
+    return settings.num_layers if model == "glow" else max(1, settings.num_layers // 2)
+
+
+# On image data (C, H, W), these names build the multi-scale image flows instead of a
+# vector flow on the flattened pixels.
+IMAGE_FLOW_BUILDERS: dict[str, Callable[[tuple[int, ...], Any], flows.Flow]] = {
+    "glow": lambda shape, a: image_flows.Glow(
+        shape, a.levels, _image_steps("glow", a), hidden_channels=a.hidden, num_blocks=1
+    ),
+    "realnvp": lambda shape, a: image_flows.RealNVP(
+        shape, a.levels, _image_steps("realnvp", a), hidden_channels=a.hidden, num_blocks=1
+    ),
+}
+
+
+def model_kind(model: str, data: datasets.Dataset) -> str:
+    """``"autoregressive"``, ``"vae"``, ``"image_flow"`` (a multi-scale flow on images)
+    or ``"flow"`` (a vector flow on the flattened data)."""
+    if model in models.AUTOREGRESSIVE_MODELS:
+        return "autoregressive"
+    if model == "vae":
+        return "vae"
+    if len(data.event_shape) == 3 and model in IMAGE_FLOW_BUILDERS:
+        return "image_flow"
+    return "flow"
+
+
+def is_latent_variable_model(model: str, data: datasets.Dataset) -> bool:
+    """Whether the pair has latent variables (a VAE, a flow on dequantized data), so
+    that its likelihood is a bound (ELBO, importance-weighted) rather than exact."""
+    kind = model_kind(model, data)
+    return kind == "vae" or (kind in ("flow", "image_flow") and data.num_levels is not None)
+
+
+def resolve_config(
+    config: RunConfig, data: datasets.Dataset, *, drop_unused: bool = False
+) -> RunConfig:
+    """The config with every setting this model uses on this data filled in, and every
+    setting it does not use ``None``. Resolving a resolved config changes nothing.
+
+    Arguments:
+        config: The settings as given.
+        data: The data set ``config.data`` names.
+        drop_unused: Set the settings the model does not use to ``None`` instead of
+            refusing them (for configs of older versions, which recorded every flag).
+
+    Raises:
+        ValueError: For a setting the model does not use (unless ``drop_unused``), or
+            one that does not fit the data (e.g. a Bernoulli likelihood of continuous
+            data); the message names the flag.
+    """
+    kind = model_kind(config.model, data)
+    discrete = data.num_levels is not None
+    where = f"--model {config.model} on --data {config.data}"
+    changes: dict[str, Any] = {}
+
+    def default(name: str, value: Any) -> Any:
+        given = getattr(config, name)
+        changes[name] = value if given is None else given
+        return changes[name]
+
+    def unused(name: str, reason: str) -> None:
+        if getattr(config, name) is None:
+            return
+        if not drop_unused:
+            raise ValueError(f"--{name.replace('_', '-')}: {reason}")
+        changes[name] = None
+
+    if kind in ("flow", "image_flow"):
+        if discrete:
+            default("dequantization", "uniform")
+        else:
+            unused("dequantization", f"is for discrete data; --data {config.data} is continuous")
+    elif kind == "vae":
+        unused("dequantization", "is for flows; a VAE uses --likelihood instead")
+    else:
+        unused("dequantization", f"is for flows; {config.model} models the integers exactly")
+
+    if kind == "image_flow":
+        default("levels", 2)
+        default("steps_per_level", _image_steps(config.model, config))
+    else:
+        for name in ("levels", "steps_per_level"):
+            unused(
+                name,
+                "is a setting of the multi-scale image flows (--model glow or realnvp on "
+                f"image data); {where} does not use it",
+            )
+
+    if is_latent_variable_model(config.model, data):
+        default("num_samples", 1000)
+    else:
+        unused(
+            "num_samples",
+            "is the K of the importance-weighted bound of a latent-variable model; "
+            f"{where} has an exact likelihood",
+        )
+
+    vae_settings = ("prior", "posterior", "likelihood", "latent_dim", "prior_layers")
+    vae_settings += ("posterior_steps", "kl_weight", "warmup_steps")
+    if kind == "vae":
+        prior = default("prior", "normal")
+        posterior = default("posterior", "gaussian")
+        likelihood = default("likelihood", "discretized_logistic" if discrete else "gaussian")
+        if likelihood != "gaussian" and not discrete:
+            raise ValueError(
+                f"--likelihood {likelihood} needs discrete data; {config.data} is not"
+            )
+        default("latent_dim", 16 if len(data.event_shape) == 3 else 2)
+        if prior == "flow":
+            default("prior_layers", config.num_layers)
+        else:
+            unused("prior_layers", f"counts the layers of a flow prior; --prior {prior} has none")
+        if posterior != "gaussian":
+            default("posterior_steps", config.num_layers)
+        else:
+            unused(
+                "posterior_steps",
+                "counts the steps of a flow posterior (iaf, planar, householder, sylvester); "
+                "--posterior gaussian has none",
+            )
+        default("kl_weight", 1.0)
+        default("warmup_steps", 0)
+    else:
+        for name in vae_settings:
+            unused(name, f"is a VAE setting (--model vae); {where} does not use it")
+    return dataclasses.replace(config, **changes)
+
+
+def _binarized(data: datasets.Dataset) -> datasets.Dataset:
+    """Discrete data thresholded at half its levels, as {0, 1} (binarized digits)."""
+    cut = data.num_levels // 2
+    return dataclasses.replace(
+        data,
+        name=f"{data.name}-binarized",
+        train=(data.train >= cut).to(torch.uint8),
+        validation=(data.validation >= cut).to(torch.uint8),
+        test=(data.test >= cut).to(torch.uint8),
+        num_levels=2,
+    )
+
+
+def build_pair(config: RunConfig, data: datasets.Dataset) -> tuple[datasets.Dataset, Any]:
+    """The model/guide pair ``config`` describes, for ``data``, and the data it models
+    (``data`` itself, or binarized for a VAE with a Bernoulli likelihood).
+
+    The config is resolved first (:func:`resolve_config`) and is not changed. Random
+    initial values (1x1 convolutions, pseudo-inputs) come from torch's generator: seed
+    it first for the same pair.
+    """
+    config = resolve_config(config, data)
+    kind = model_kind(config.model, data)
+    if kind == "autoregressive":
+        return data, models.build_autoregressive(
+            config.model, data, hidden=config.hidden, num_layers=config.num_layers
+        )
+    if kind == "vae":
+        return _build_vae(config, data)
+    if kind == "image_flow":
+        flow = IMAGE_FLOW_BUILDERS[config.model](tuple(data.event_shape), config)
+    else:
+        flow = FLOW_BUILDERS[config.model](math.prod(data.event_shape), config)
+    if data.num_levels is None:
+        return data, models.FlowModel(flow)
+    dequantize = models.DEQUANTIZATIONS[config.dequantization]
+    return data, dequantize(flow, data.num_levels, event_shape=data.event_shape)
+
+
+def _build_vae(config: RunConfig, data: datasets.Dataset) -> tuple[datasets.Dataset, Any]:
+    if config.likelihood == "bernoulli":
+        data = _binarized(data)
+    options = {
+        "prior": config.prior,
+        "posterior": config.posterior,
+        "likelihood": config.likelihood,
+        "num_levels": data.num_levels if config.likelihood.startswith("discretized") else None,
+        "prior_layers": config.prior_layers or config.num_layers,
+        "posterior_steps": config.posterior_steps or config.num_layers,
+        "flow_hidden_dims": [config.hidden] * 2,
+        "kl_weight": config.kl_weight,
+        "warmup_steps": config.warmup_steps,
+    }
+    if len(data.event_shape) == 3:
+        vae = models.VAE.for_images(data.event_shape, latent_dim=config.latent_dim, **options)
+    else:
+        vae = models.VAE.for_vectors(
+            math.prod(data.event_shape),
+            latent_dim=config.latent_dim,
+            hidden_dims=[config.hidden] * 2,
+            **options,
+        )
+    if config.prior == "vamp":
+        k = vae.prior.num_components
+        vae.init_pseudo_inputs(data.train[torch.randperm(len(data.train))[:k]])
+    return data, vae
+
+
+def architecture(config: RunConfig, data: datasets.Dataset) -> dict[str, Any]:
+    """What was built, in numbers: the kind of model and its depth as counted by the
+    model itself (e.g. ``2 * num_layers`` couplings of a vector RealNVP)."""
+    config = resolve_config(config, data)
+    kind = model_kind(config.model, data)
+    if kind == "flow":
+        pairs = config.model in ("realnvp", "nice")
+        unit = {"realnvp": "couplings", "nice": "couplings", "glow": "steps"}
+        return {
+            "kind": "vector flow",
+            "num_transforms": 2 * config.num_layers if pairs else config.num_layers,
+            "transforms_are": unit.get(config.model, "layers"),
+            "hidden_dims": [config.hidden] * 2,
+        }
+    if kind == "image_flow":
+        return {
+            "kind": "multi-scale image flow",
+            "levels": config.levels,
+            "steps_per_level_are": "steps" if config.model == "glow" else "couplings per stage",
+            "steps_per_level": config.steps_per_level,
+            "hidden_channels": config.hidden,
+        }
+    if kind == "vae":
+        return {
+            "kind": "vae",
+            "latent_dim": config.latent_dim,
+            "prior": config.prior,
+            "prior_layers": config.prior_layers,
+            "posterior": config.posterior,
+            "posterior_steps": config.posterior_steps,
+            "likelihood": config.likelihood,
+            "flow_hidden_dims": [config.hidden] * 2,
+        }
+    return {
+        "kind": "autoregressive",
+        "num_layers": config.num_layers,
+        "layers_are": "gated blocks" if config.model == "pixelcnn" else "dilated layers",
+        "hidden": config.hidden,
+    }
+
+
+def run_name(config: RunConfig, data: datasets.Dataset) -> str:
+    """The default folder name of a run: ``DATA-MODEL`` with the VAE's prior and
+    posterior or the dequantization."""
+    config = resolve_config(config, data)
+    name = f"{config.data}-{config.model}"
+    if config.model == "vae":
+        return f"{name}-{config.prior}-{config.posterior}"
+    if config.dequantization is not None:
+        return f"{name}-{config.dequantization}"
+    return name

@@ -1,0 +1,225 @@
+r"""The settings of a ``pyro-dgm fit`` run: one frozen dataclass, written to the run's
+folder as ``config.json`` and read back by ``pyro-dgm fit --resume`` and
+``pyro-dgm evaluate``.
+
+A setting that only some kinds of model use is ``None`` until
+:func:`~pyro_dgm.cli.build.resolve_config` fills it in for the data and model at
+hand (the likelihood a VAE actually uses, the couplings per stage of an image
+flow, ...) or leaves it ``None`` where the model does not use it; the resolved
+config is what a run folder records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from .. import datasets, models
+from ..utils.checks import check_choice, check_int, check_number
+
+__all__ = [
+    "CONFIG_FORMAT",
+    "DATA_NAMES",
+    "FLOW_MODELS",
+    "IMAGE_FLOW_MODELS",
+    "MODEL_NAMES",
+    "RunConfig",
+]
+
+CONFIG_FORMAT = "pyro_dgm.run_config/1"
+
+#: The vector flows of ``--model`` (their builders are in :mod:`pyro_dgm.cli.build`).
+FLOW_MODELS = ("glow", "iaf", "maf", "nice", "realnvp", "spline", "zuko-maf", "zuko-nsf")
+#: The names that build a multi-scale image flow on image data.
+IMAGE_FLOW_MODELS = ("glow", "realnvp")
+MODEL_NAMES = (*FLOW_MODELS, "vae", *models.AUTOREGRESSIVE_MODELS)
+#: The data sets of ``--data`` (MNIST needs a path, so the command line leaves it out).
+DATA_NAMES = tuple(name for name in datasets.DATASET_NAMES if name != "mnist")
+
+
+def _optional(check: Any) -> Any:
+    return lambda value, name: None if value is None else check(value, name)
+
+
+def _string(choices: tuple[str, ...]) -> Any:
+    def check(value: object, name: str) -> str:
+        if not isinstance(value, str):
+            raise ValueError(f"{name}: expected a str, got {value!r}")
+        return check_choice(value, name, choices)
+
+    return check
+
+
+def _int(minimum: int) -> Any:
+    return lambda value, name: check_int(value, name, minimum)
+
+
+def _positive_number(value: object, name: str) -> float:
+    return check_number(value, name, positive=True)
+
+
+_CHECKS: dict[str, Any] = {
+    "data": _string(DATA_NAMES),
+    "model": _string(MODEL_NAMES),
+    "epochs": _int(0),
+    "batch_size": _int(1),
+    "lr": _positive_number,
+    "patience": _int(1),
+    "max_seconds": _optional(_positive_number),
+    "seed": _int(0),
+    "num_layers": _int(1),
+    "hidden": _int(1),
+    "levels": _optional(_int(1)),
+    "steps_per_level": _optional(_int(1)),
+    "dequantization": _optional(_string(tuple(sorted(models.DEQUANTIZATIONS)))),
+    "num_samples": _optional(_int(1)),
+    "prior": _optional(_string(models.PRIORS)),
+    "posterior": _optional(_string(models.POSTERIORS)),
+    "likelihood": _optional(_string(models.LIKELIHOODS)),
+    "latent_dim": _optional(_int(1)),
+    "prior_layers": _optional(_int(1)),
+    "posterior_steps": _optional(_int(1)),
+    "kl_weight": _optional(_positive_number),
+    "warmup_steps": _optional(_int(0)),
+}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    r"""Every setting of a ``pyro-dgm fit`` run (the ``--flag`` of each is its name with
+    dashes).
+
+    Attributes:
+        data: The embedded data set.
+        model: A vector flow, ``"vae"``, or an autoregressive model of integer data.
+        epochs: The maximum number of epochs of the whole run (resumes included).
+        batch_size: Minibatch size.
+        lr: Adam's learning rate.
+        patience: Epochs without validation improvement before early stopping.
+        max_seconds: A training-time budget for the whole run, or ``None``.
+        seed: Seeds Pyro and torch before the model is built.
+        num_layers: The depth; what it counts depends on the model (see the help of
+            ``--num-layers``), and the specific settings below default to it.
+        hidden: Hidden units per layer (channels for images).
+        levels: Levels of a multi-scale image flow.
+        steps_per_level: Steps of flow per level (image Glow) or couplings per stage
+            (image RealNVP).
+        dequantization: ``"uniform"`` or ``"variational"`` (flows on discrete data).
+        num_samples: :math:`K` of the importance-weighted test bound (latent-variable
+            pairs: VAEs, dequantized flows).
+        prior: The VAE's prior.
+        posterior: The VAE's posterior.
+        likelihood: The VAE's likelihood.
+        latent_dim: The VAE's latent dimension.
+        prior_layers: Layers of the VAE's flow prior.
+        posterior_steps: Steps of the VAE's flow posterior.
+        kl_weight: The VAE's :math:`\beta` after warm-up (1: the ELBO).
+        warmup_steps: Steps of the VAE's linear KL warm-up.
+
+    Raises:
+        ValueError: For a setting of the wrong type or out of range, naming it.
+    """
+
+    data: str = "moons"
+    model: str = "spline"
+    epochs: int = 200
+    batch_size: int = 256
+    lr: float = 2e-3
+    patience: int = 15
+    max_seconds: float | None = None
+    seed: int = 0
+    num_layers: int = 4
+    hidden: int = 64
+    levels: int | None = None
+    steps_per_level: int | None = None
+    dequantization: str | None = None
+    num_samples: int | None = None
+    prior: str | None = None
+    posterior: str | None = None
+    likelihood: str | None = None
+    latent_dim: int | None = None
+    prior_layers: int | None = None
+    posterior_steps: int | None = None
+    kl_weight: float | None = None
+    warmup_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = _CHECKS[field.name](getattr(self, field.name), field.name)
+            object.__setattr__(self, field.name, value)  # canonical types (1 -> 1.0 for lr)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict, with the format tag first."""
+        return {"format": CONFIG_FORMAT, **dataclasses.asdict(self)}
+
+    def to_json(self) -> str:
+        """The settings as a JSON object (``config.json`` of a run folder)."""
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, state: object, source: str = "config") -> RunConfig:
+        """A config from :meth:`to_dict`'s output: every setting present, no other key.
+
+        Raises:
+            ValueError: For a config that is not a dict, has another format tag, lacks
+                settings (partial), has unknown keys, or a mistyped value; the message
+                names ``source`` and the keys.
+        """
+        if not isinstance(state, dict):
+            raise ValueError(f"{source}: expected a JSON object, got {type(state).__name__}")
+        if state.get("format") != CONFIG_FORMAT:
+            raise ValueError(
+                f"{source}: expected format {CONFIG_FORMAT!r}, got {state.get('format')!r}"
+            )
+        names = [field.name for field in dataclasses.fields(cls)]
+        missing = [name for name in names if name not in state]
+        unknown = sorted(set(state) - {"format", *names})
+        if missing or unknown:
+            raise ValueError(
+                f"{source}: expected every setting of a run and nothing else; "
+                f"missing {missing}, unknown {unknown}"
+            )
+        try:
+            return cls(**{name: state[name] for name in names})
+        except ValueError as error:
+            raise ValueError(f"{source}: {error}") from error
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "config") -> RunConfig:
+        """A config from :meth:`to_json`'s output (see :meth:`from_dict`)."""
+        try:
+            state = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{source}: not valid JSON ({error})") from error
+        return cls.from_dict(state, source)
+
+    def replace(self, **changes: Any) -> RunConfig:
+        """A copy with some settings changed (checked again)."""
+        return dataclasses.replace(self, **changes)
+
+
+#: The keys of the namespace that ``pyro-dgm fit`` wrote as ``metrics.json["config"]``
+#: before run folders had a ``config.json``: how to run, not what was run.
+LEGACY_EXECUTION_KEYS = frozenset({"command", "out", "quiet", "threads"})
+
+
+def from_legacy_namespace(state: object, source: str) -> RunConfig:
+    """The config of a run written before ``config.json`` existed (its settings were
+    the command line's namespace, in ``metrics.json["config"]``). Settings that the
+    old tool passed to every model but the model did not use are resolved away by
+    :func:`~pyro_dgm.cli.build.resolve_config` with ``drop_unused=True``."""
+    if not isinstance(state, dict):
+        raise ValueError(f"{source}: expected a JSON object, got {type(state).__name__}")
+    names = {field.name for field in dataclasses.fields(RunConfig)}
+    unknown = sorted(set(state) - names - LEGACY_EXECUTION_KEYS)
+    missing = sorted({"data", "model"} - set(state))
+    if missing or unknown:
+        raise ValueError(
+            f"{source}: not a config of pyro-dgm fit; missing {missing}, unknown {unknown}"
+        )
+    try:
+        return RunConfig(**{k: v for k, v in state.items() if k in names})
+    except ValueError as error:
+        raise ValueError(f"{source}: {error}") from error
