@@ -20,10 +20,9 @@ from pyro_dgm.infer import fit
 from pyro_dgm.models.dequantization import (
     UniformDequantization,
     VariationalDequantization,
-    _NormalToLogisticTransform,
     dequantization_noise_flow,
 )
-from pyro_dgm.transforms import ConditionalMaskedAffineCoupling
+from pyro_dgm.transforms import ConditionalMaskedAffineCoupling, NormalToLogisticTransform
 
 L = 4  # levels per coordinate in the exact checks: 16 cells in 2-D
 ALPHA = 0.05
@@ -344,7 +343,7 @@ class TestNormalToLogisticHarness(TransformHarness):
 
         def __init__(self) -> None:
             nn.Module.__init__(self)
-            IndependentTransform.__init__(self, _NormalToLogisticTransform(), 1)
+            IndependentTransform.__init__(self, NormalToLogisticTransform(), 1)
 
         __hash__ = nn.Module.__hash__
 
@@ -362,7 +361,7 @@ class TestNormalToLogisticHarness(TransformHarness):
 
 
 def test_normal_to_logistic_tails() -> None:
-    t = _NormalToLogisticTransform()
+    t = NormalToLogisticTransform()
     eps = torch.tensor([-30.0, -8.0, 0.0, 8.0, 30.0], dtype=torch.float64)
     z = t(eps)
     # logit(Phi(e)) ~ -e^2 / 2 for large negative e; odd function
@@ -561,7 +560,6 @@ def test_bad_data_in_evaluation(pair: UniformDequantization) -> None:
 def test_bad_construction(build: callable, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         build()
-
 
 
 def test_samples_are_levels_whose_frequencies_follow_the_cell_masses() -> None:

@@ -34,7 +34,6 @@ import pyro.distributions as dist
 import torch
 from torch import Tensor, nn
 from torch.distributions import AffineTransform, Distribution, SigmoidTransform, Transform
-from torch.distributions import constraints as torch_constraints
 from torch.distributions.transforms import ReshapeTransform
 
 from ..flows import Flow, FlowDistribution
@@ -49,7 +48,7 @@ from ..transforms.coupling import (
     conditional_masked_affine_coupling,
     half_mask,
 )
-from ..transforms.logit import LogitTransform
+from ..transforms.logit import LogitTransform, NormalToLogisticTransform
 from ..utils.registration import register_module
 
 __all__ = [
@@ -177,9 +176,7 @@ class _Dequantization(nn.Module):
         return FlowDistribution(self.density_distribution(), self._preprocessing)
 
     @torch.no_grad()
-    def sample(
-        self, num_samples: int, max_rounds: int = 100, outside: str = "reject"
-    ) -> Tensor:
+    def sample(self, num_samples: int, max_rounds: int = 100, outside: str = "reject") -> Tensor:
         r"""Draw discrete data: :math:`w \sim p_W`, then :math:`y = \lfloor w \rfloor`
         (the level whose cell :math:`[y, y + 1)` holds :math:`w`), as ``long``.
 
@@ -399,42 +396,6 @@ class UniformDequantization(_Dequantization):
 # ---------------------------------------------------------------------------
 
 
-class _NormalToLogisticTransform(Transform):
-    r"""The fixed elementwise map from a standard normal to a standard logistic variable.
-
-    .. math:: z = \operatorname{logit}\Phi(\epsilon) = \log\Phi(\epsilon) - \log\Phi(-\epsilon),
-        \qquad \log\left|\frac{dz}{d\epsilon}\right|
-        = \log\varphi(\epsilon) - \log\Phi(\epsilon) - \log\Phi(-\epsilon) .
-
-    Followed by a sigmoid, it gives :math:`\Phi(\epsilon)`, uniform on :math:`(0, 1)`:
-    a noise flow that starts at the identity starts as the uniform guide. Both
-    directions are written through the lower tail (``log_ndtr``, and
-    :math:`\Phi^{-1}(\sigma(-|z|))`), accurate for large :math:`|\epsilon|`.
-    """
-
-    domain = torch_constraints.real
-    codomain = torch_constraints.real
-    bijective = True
-    sign = +1
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _NormalToLogisticTransform)
-
-    def __hash__(self) -> int:
-        return hash(_NormalToLogisticTransform)
-
-    def _call(self, eps: Tensor) -> Tensor:
-        return torch.special.log_ndtr(eps) - torch.special.log_ndtr(-eps)
-
-    def _inverse(self, z: Tensor) -> Tensor:
-        lower = torch.special.ndtri(torch.sigmoid(-z.abs()))  # <= 0, from the lower tail
-        return torch.where(z < 0, lower, -lower)
-
-    def log_abs_det_jacobian(self, eps: Tensor, z: Tensor) -> Tensor:
-        log_density = -0.5 * eps**2 - 0.5 * math.log(2 * math.pi)
-        return log_density - torch.special.log_ndtr(eps) - torch.special.log_ndtr(-eps)
-
-
 def dequantization_noise_flow(
     input_dim: int,
     context_dim: int,
@@ -444,7 +405,8 @@ def dequantization_noise_flow(
     r"""The default conditional noise flow of :class:`VariationalDequantization`.
 
     From :math:`\epsilon \sim \mathcal{N}(0, I)`: the fixed map to a standard
-    logistic variable :math:`\operatorname{logit}\Phi(\epsilon)`, then
+    logistic variable :math:`\operatorname{logit}\Phi(\epsilon)`
+    (:class:`~pyro_dgm.transforms.NormalToLogisticTransform`), then
     ``num_layers`` conditional affine couplings (RealNVP) whose networks see the
     context :math:`h(y)`, with half and alternating masks in turn. Every
     coupling starts as the identity (zero last layer), so the guide
@@ -482,7 +444,7 @@ def dequantization_noise_flow(
         conditional_masked_affine_coupling(input_dim, context_dim, masks[i % 4], hidden)
         for i in range(num_layers)
     ]
-    return Flow([_NormalToLogisticTransform(), *couplings], event_shape=(input_dim,))
+    return Flow([NormalToLogisticTransform(cache_size=1), *couplings], event_shape=(input_dim,))
 
 
 class _Scaled(nn.Module):
@@ -626,10 +588,11 @@ class VariationalDequantization(_Dequantization):
             features = dequantization_features(self.event_shape, context_dim)
         self.noise_flow = noise_flow
         self.features = _Scaled(features, num_levels)
+        # cached, so that the guide scores its own samples exactly, without a logit
         self._squash: list[Transform] = []
         if flow_shape != self.event_shape:
-            self._squash.append(ReshapeTransform(flow_shape, self.event_shape))
-        self._squash.append(SigmoidTransform())
+            self._squash.append(ReshapeTransform(flow_shape, self.event_shape, cache_size=1))
+        self._squash.append(SigmoidTransform(cache_size=1))
 
     def noise_distribution(self, y: Tensor) -> FlowDistribution:
         r"""The guide's :math:`q(u \mid y)`: batch shape ``(N,)``, event shape that of the data."""
