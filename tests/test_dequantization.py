@@ -9,11 +9,9 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from harness import TransformCase, TransformHarness
 from pyro import poutine
 from pyro.infer import Trace_ELBO
 from torch import Tensor, nn
-from torch.distributions import IndependentTransform
 
 from pyro_dgm.flows import MAF, Flow, RealNVP
 from pyro_dgm.infer import fit
@@ -22,7 +20,7 @@ from pyro_dgm.models.dequantization import (
     VariationalDequantization,
     dequantization_noise_flow,
 )
-from pyro_dgm.transforms import ConditionalMaskedAffineCoupling, NormalToLogisticTransform
+from pyro_dgm.transforms import ConditionalMaskedAffineCoupling, MaskedAffineCoupling
 
 L = 4  # levels per coordinate in the exact checks: 16 cells in 2-D
 ALPHA = 0.05
@@ -334,40 +332,45 @@ def test_guide_density_integrates_to_one() -> None:
         assert abs(mass - 1.0) < 2e-3, mass
 
 
-class TestNormalToLogisticHarness(TransformHarness):
-    """The guide's fixed first layer through the shared harness."""
+@pytest.mark.parametrize("event_shape", [(4,), (1, 2, 2)], ids=["vectors", "images"])
+def test_the_guide_scores_its_own_samples_through_the_cache(event_shape, monkeypatch) -> None:
+    """q(u | y) scores its own draws with the values of the pass that drew them (no
+    logit of the sigmoid, no coupling inverse), and any other value through the inverses;
+    after a parameter change its own draw is scored afresh."""
+    calls = []
+    original = MaskedAffineCoupling._inverse
 
-    class _Module(IndependentTransform, nn.Module):
-        """Elementwise, so the harness (events of rank >= 1, modules) sees it through
-        torch's IndependentTransform as a parameter-free module."""
+    def counted(layer: MaskedAffineCoupling, y: Tensor) -> Tensor:
+        calls.append(1)
+        return original(layer, y)
 
-        def __init__(self) -> None:
-            nn.Module.__init__(self)
-            IndependentTransform.__init__(self, NormalToLogisticTransform(), 1)
-
-        __hash__ = nn.Module.__hash__
-
-    CASES = [TransformCase("normal_to_logistic", _Module, (3,))]
-
-    def test_gradients(self, transform_case: TransformCase) -> None:
-        # the harness's check needs parameters (its loss has no graph without them);
-        # here: there are none, and the log-density's gradient reaches the input
-        module = transform_case.factory()
-        assert not list(module.parameters())
-        base = dist.Normal(torch.zeros(16, 3), 1.0).to_event(1)
-        x = torch.randn(16, 3, requires_grad=True)
-        dist.TransformedDistribution(base, [module]).log_prob(x).sum().backward()
-        assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
-
-
-def test_normal_to_logistic_tails() -> None:
-    t = NormalToLogisticTransform()
-    eps = torch.tensor([-30.0, -8.0, 0.0, 8.0, 30.0], dtype=torch.float64)
-    z = t(eps)
-    # logit(Phi(e)) ~ -e^2 / 2 for large negative e; odd function
-    assert torch.allclose(z, -z.flip(0)) and z[0] < -400
-    assert torch.allclose(t._inverse(z), eps, rtol=1e-6)
-    assert torch.isfinite(t.log_abs_det_jacobian(eps, z)).all()
+    monkeypatch.setattr(MaskedAffineCoupling, "_inverse", counted)
+    pair = VariationalDequantization(
+        RealNVP(4, 2, [8]),
+        17,
+        event_shape=event_shape,
+        context_dim=8,
+        num_layers=2,
+        hidden_dims=[8],
+    )
+    with torch.no_grad():
+        for p in pair.noise_flow.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    y = torch.randint(0, 17, (5, *event_shape))
+    q = pair.noise_distribution(y)
+    u = q.rsample()
+    own = q.log_prob(u)
+    assert not calls
+    fresh = pair.noise_distribution(y).log_prob(u.detach().clone())
+    assert calls
+    torch.testing.assert_close(own, fresh, atol=1e-4, rtol=1e-4)
+    calls.clear()
+    with torch.no_grad():
+        for p in pair.noise_flow.parameters():
+            p.add_(0.05)
+    again = q.log_prob(u)
+    assert calls
+    torch.testing.assert_close(again, pair.noise_distribution(y).log_prob(u.detach().clone()))
 
 
 # ---------------------------------------------------------------------------
