@@ -10,6 +10,7 @@ r"""Flow distributions: a base pushed through transforms, and the module that ow
 
 from __future__ import annotations
 
+import itertools
 import weakref
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -72,7 +73,7 @@ def _first_float_dtype(obj: object, depth: int = 0) -> torch.dtype | None:
     if isinstance(obj, FlowDistribution):
         return obj._dtype
     if isinstance(obj, nn.Module):
-        for t in (*obj.parameters(), *obj.buffers()):
+        for t in itertools.chain(obj.parameters(), obj.buffers()):
             if t.is_floating_point():
                 return t.dtype
         return None
@@ -174,6 +175,7 @@ class FlowDistribution(TransformedDistribution):
             if dtype is not None:
                 break
         self._dtype = dtype if dtype is not None else _first_float_dtype(self.base_dist)
+        self._tensors: list[Tensor] | None = None
         self._latest: tuple[weakref.ref, tuple, bool] | None = None
 
     def expand(
@@ -185,15 +187,24 @@ class FlowDistribution(TransformedDistribution):
         new._context = self._context
         new._holders = self._holders
         new._dtype = self._dtype
+        new._tensors = self._tensors
         new._latest = None
         return new
+
+    def __getstate__(self) -> dict:
+        # the latest sample is held by a weak reference, which does not pickle
+        return {**self.__dict__, "_latest": None}
 
     # -- caches ----------------------------------------------------------------
 
     def _stamp(self) -> tuple[tuple, bool]:
         """The parameters' versions and storage, and whether a gradient is needed now."""
-        params = [p for owner in self._owners for p in owner.parameters()]
-        tensors = params if self._context is None else [*params, self._context]
+        tensors = self._tensors
+        if tensors is None:  # once per distribution (and its expansions): a module walk
+            tensors = [p for owner in self._owners for p in owner.parameters()]
+            if self._context is not None:
+                tensors.append(self._context)
+            self._tensors = tensors
         versions = tuple((t._version, t.data_ptr()) for t in tensors)
         needs_graph = torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
         return versions, needs_graph
