@@ -34,6 +34,10 @@ class ConditionedAffine(Transform):
     optimizer steps, as the flow layers after it do. One pass of ``params`` per
     call each way; the log-det reuses the scale of the call that produced the pair.
 
+    References:
+        | Auto-Encoding Variational Bayes (Kingma & Welling, 2014)
+        | https://arxiv.org/abs/1312.6114
+
     Arguments:
         params: A callable returning ``(loc, scale)``, each broadcastable to
             ``batch + event_shape``, with ``scale > 0``.
@@ -103,6 +107,10 @@ class ConditionalAffine(ConditionalTransformModule):
     keeps it away from zero. ``condition(c)`` returns a :class:`ConditionedAffine`
     that runs the network when it is applied. Costs: one network pass, then
     :math:`O(D)`, each way.
+
+    References:
+        | Auto-Encoding Variational Bayes (Kingma & Welling, 2014)
+        | https://arxiv.org/abs/1312.6114
 
     Arguments:
         hypernet: Maps a context ``batch + (context_dim,)`` to ``(loc, raw_scale)``,

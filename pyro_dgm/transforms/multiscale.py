@@ -60,12 +60,23 @@ class SplitPrior(nn.Module):
         (\mu, \tilde s) = \mathrm{conv}(h), \quad s = b \tanh(\tilde s / b) .
 
     The convolution starts at zero (the prior starts as the standard normal);
-    the log-scale is bounded smoothly by :math:`b` as in the coupling layers.
+    the log-scale is bounded smoothly by :math:`b`
+    (:func:`~pyro_dgm.transforms.soft_bound`), as in the coupling layers. One
+    convolution per call.
+
+    References:
+        | Glow: Generative Flow with Invertible 1x1 Convolutions (Kingma et al., 2018)
+        | https://arxiv.org/abs/1807.03039
 
     Arguments:
         kept_channels: Channels of the kept half :math:`h`.
         out_channels: Channels of the factored half :math:`z`.
         scale_bound: The bound :math:`b` of the log-scale.
+
+    Example:
+        >>> loc, log_scale = SplitPrior(2, 2)(torch.randn(5, 2, 4, 4))
+        >>> loc.shape, bool((log_scale == 0).all())  # the standard normal at first
+        (torch.Size([5, 2, 4, 4]), True)
     """
 
     def __init__(self, kept_channels: int, out_channels: int, scale_bound: float = 5.0) -> None:
@@ -203,6 +214,16 @@ class MultiScaleTransform(TransformModule):
     Arguments:
         levels: The levels, first (finest) to last; the input shape of each must
             be the output shape of the one before.
+
+    Example:
+        >>> from pyro_dgm.transforms import ActNorm
+        >>> first = MultiScaleLevel((1, 4, 4), post=[ActNorm(4, event_dim=3)])
+        >>> last = MultiScaleLevel((2, 2, 2), squeeze=False, split=False)
+        >>> t = MultiScaleTransform([first, last])
+        >>> t.latent_shapes
+        [torch.Size([2, 2, 2]), torch.Size([2, 2, 2])]
+        >>> t(torch.randn(3, 1, 4, 4)).shape
+        torch.Size([3, 1, 4, 4])
     """
 
     bijective = True
