@@ -60,12 +60,18 @@ def _cache_holders(parts: Iterable[Transform]) -> Iterator[Transform]:
 
 
 def _modules_of(parts: Iterable[Transform]) -> Iterator[nn.Module]:
-    """The modules holding the parameters of ``parts`` (also behind ``.inv``)."""
+    """The modules holding the parameters of ``parts``: the parts that are modules, and
+    those behind ``.inv``, inside a ``ComposeTransform`` or an ``IndependentTransform``."""
     for part in parts:
         if isinstance(part, nn.Module):
             yield part
-        elif isinstance(part, _InverseTransform) and isinstance(part._inv, nn.Module):
-            yield part._inv
+        elif isinstance(part, _InverseTransform):
+            yield from _modules_of([part._inv])
+        else:
+            yield from _modules_of(getattr(part, "parts", ()))
+            inner = getattr(part, "base_transform", None)
+            if isinstance(inner, Transform):
+                yield from _modules_of([inner])
 
 
 def _first_float_dtype(obj: object, depth: int = 0) -> torch.dtype | None:
