@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pyro_dgm import cli, diagnostics
+from pyro_dgm import cli, diagnostics, infer
 
 
 def test_fit_writes_a_report(tmp_path, capsys) -> None:
@@ -79,7 +79,9 @@ def test_fit_digits_with_the_multiscale_image_flows(tmp_path, model, dequantizat
     state = torch.load(out / "model.pt", weights_only=True)
     assert any(key.endswith("initialized") for key in state)  # ActNorm's flag
     rebuilt.load_state_dict(state)
-    nll = -rebuilt.log_likelihood(cli.datasets.load("digits").test[:20]).nats
+    nll = -infer.log_likelihood(
+        rebuilt.model, rebuilt.guide, cli.datasets.load("digits").test[:20]
+    ).nats
     assert math.isfinite(nll)
 
 

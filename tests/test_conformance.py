@@ -84,8 +84,8 @@ from pyro_dgm.distributions import (
     WaveNet,
 )
 from pyro_dgm.flows import IAF, MAF, NICE, Flow, Glow, RealNVP, SplineFlow, ZukoFlow
-from pyro_dgm.image_flows import Glow as ImageGlow
-from pyro_dgm.image_flows import RealNVP as ImageRealNVP
+from pyro_dgm.flows import MultiScaleGlow as ImageGlow
+from pyro_dgm.flows import MultiScaleRealNVP as ImageRealNVP
 from pyro_dgm.infer import fit
 from pyro_dgm.models import (
     VAE,

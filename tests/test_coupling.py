@@ -19,7 +19,7 @@ from pyro_dgm.transforms.coupling import (
     MaskedAffineCoupling,
     additive_coupling,
     alternating_mask,
-    channel_mask,
+    channel_half_mask,
     checkerboard_mask,
     conditional_additive_coupling,
     conditional_masked_affine_coupling,
@@ -98,7 +98,7 @@ class TestCouplingHarness(TransformHarness):
         ),
         TransformCase(
             "affine_image_channel",
-            lambda: MaskedAffineCoupling(channel_mask(2, 4, 4, flip=True), ConvHypernet(2)),
+            lambda: MaskedAffineCoupling(channel_half_mask(2, 4, 4, flip=True), ConvHypernet(2)),
             IMAGE,
         ),
         TransformCase(
@@ -350,10 +350,10 @@ def test_mask_constructors() -> None:
         for j in range(4):
             assert bool(cb[0, i, j]) == ((i + j) % 2 == 0) and cb[0, i, j] == cb[1, i, j]
     assert torch.equal(checkerboard_mask(3, 4, 2, flip=True), ~cb)
-    ch = channel_mask(4, 2, 3)
+    ch = channel_half_mask(4, 2, 3)
     assert ch.shape == (4, 2, 3)
     assert ch[:2].all() and not ch[2:].any()
-    assert torch.equal(channel_mask(4, 2, 3, flip=True), ~ch)
+    assert torch.equal(channel_half_mask(4, 2, 3, flip=True), ~ch)
 
 
 @pytest.mark.parametrize(
@@ -390,7 +390,7 @@ def test_constructor_errors() -> None:
     with pytest.raises(ValueError, match="height"):
         checkerboard_mask(1, 1, 3)
     with pytest.raises(ValueError, match="channels"):
-        channel_mask(1, 4, 4)
+        channel_half_mask(1, 4, 4)
     with pytest.raises(ValueError, match=r"shape \(4,\)"):
         masked_affine_coupling(4, mask=half_mask(5))
     with pytest.raises(ValueError, match="input_dim"):

@@ -9,21 +9,19 @@ import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from harness import TransformCase, TransformHarness
 from pyro import poutine
 from pyro.infer import Trace_ELBO
 from torch import Tensor, nn
-from torch.distributions import IndependentTransform
 
+from pyro_dgm import infer
 from pyro_dgm.flows import MAF, Flow, RealNVP
 from pyro_dgm.infer import fit
 from pyro_dgm.models.dequantization import (
     UniformDequantization,
     VariationalDequantization,
-    _NormalToLogisticTransform,
     dequantization_noise_flow,
 )
-from pyro_dgm.transforms import ConditionalMaskedAffineCoupling
+from pyro_dgm.transforms import ConditionalMaskedAffineCoupling, MaskedAffineCoupling
 
 L = 4  # levels per coordinate in the exact checks: 16 cells in 2-D
 ALPHA = 0.05
@@ -179,7 +177,7 @@ def test_uniform_elbo_is_below_log_p(case: tuple[str, GaussianMixture]) -> None:
     gap = exact - exact_elbo
     assert (gap > 0).all() and gap.mean() > 0.1  # Jensen, and visibly loose here
     particles = 400
-    estimate = pair.log_likelihood(y, num_particles=particles)
+    estimate = infer.log_likelihood(pair.model, pair.guide, y, num_particles=particles)
     assert estimate.bound == f"ELBO(particles={particles})" and estimate.num_dims == 2
     # a Monte Carlo estimate of the exact ELBO (4 standard errors), below log P
     stderr = (var.sum() / particles).sqrt().item() / len(y)
@@ -195,7 +193,9 @@ def test_importance_weighted_bound_rises_to_log_p(case: tuple[str, GaussianMixtu
     for k, repeat in ((1, 256), (10, 256), (1000, 4)):
         y = all_cells(repeat=repeat)
         exact = exact_log_p(mixture, y, preprocess)
-        pointwise = pair.importance_log_likelihood(y, num_samples=k, batch_size=1024)
+        pointwise = infer.importance_log_likelihood(
+            pair.model, pair.guide, y, num_samples=k, batch_size=1024
+        )
         assert pointwise.bound == f"IWAE(K={k})"
         assert pointwise.values.shape == (len(y),)
         means[k] = (pointwise.values - exact).mean().item()
@@ -220,7 +220,9 @@ def test_variational_guide_is_below_log_p_and_tighter_after_training() -> None:
     pair = VariationalDequantization(
         mixture, L, preprocess=preprocess, context_dim=8, hidden_dims=[32, 32], num_layers=4
     ).double()
-    before = pair.importance_log_likelihood(y, num_samples=200).log_weights.mean(0)
+    before = infer.importance_log_likelihood(
+        pair.model, pair.guide, y, num_samples=200
+    ).log_weights.mean(0)
     # the default noise flow starts as the uniform guide: same ELBO, up to Monte Carlo error
     assert abs(before.mean().item() - uniform_elbo.mean().item()) < 0.03
     # only the guide trains: the fixed mixture has no parameters
@@ -237,7 +239,7 @@ def test_variational_guide_is_below_log_p_and_tighter_after_training() -> None:
         progress=False,
     )
     assert history.train_loss[-1] < history.train_loss[0]
-    log_w = pair.importance_log_likelihood(y, num_samples=500).log_weights
+    log_w = infer.importance_log_likelihood(pair.model, pair.guide, y, num_samples=500).log_weights
     elbo, stderr = log_w.mean(0), log_w.std(0) / math.sqrt(len(log_w))
     assert (elbo < exact + 4 * stderr + 1e-6).all()  # a lower bound, point by point
     gain = elbo.mean().item() - uniform_elbo.mean().item()
@@ -335,40 +337,45 @@ def test_guide_density_integrates_to_one() -> None:
         assert abs(mass - 1.0) < 2e-3, mass
 
 
-class TestNormalToLogisticHarness(TransformHarness):
-    """The guide's fixed first layer through the shared harness."""
+@pytest.mark.parametrize("event_shape", [(4,), (1, 2, 2)], ids=["vectors", "images"])
+def test_the_guide_scores_its_own_samples_through_the_cache(event_shape, monkeypatch) -> None:
+    """q(u | y) scores its own draws with the values of the pass that drew them (no
+    logit of the sigmoid, no coupling inverse), and any other value through the inverses;
+    after a parameter change its own draw is scored afresh."""
+    calls = []
+    original = MaskedAffineCoupling._inverse
 
-    class _Module(IndependentTransform, nn.Module):
-        """Elementwise, so the harness (events of rank >= 1, modules) sees it through
-        torch's IndependentTransform as a parameter-free module."""
+    def counted(layer: MaskedAffineCoupling, y: Tensor) -> Tensor:
+        calls.append(1)
+        return original(layer, y)
 
-        def __init__(self) -> None:
-            nn.Module.__init__(self)
-            IndependentTransform.__init__(self, _NormalToLogisticTransform(), 1)
-
-        __hash__ = nn.Module.__hash__
-
-    CASES = [TransformCase("normal_to_logistic", _Module, (3,))]
-
-    def test_gradients(self, transform_case: TransformCase) -> None:
-        # the harness's check needs parameters (its loss has no graph without them);
-        # here: there are none, and the log-density's gradient reaches the input
-        module = transform_case.factory()
-        assert not list(module.parameters())
-        base = dist.Normal(torch.zeros(16, 3), 1.0).to_event(1)
-        x = torch.randn(16, 3, requires_grad=True)
-        dist.TransformedDistribution(base, [module]).log_prob(x).sum().backward()
-        assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
-
-
-def test_normal_to_logistic_tails() -> None:
-    t = _NormalToLogisticTransform()
-    eps = torch.tensor([-30.0, -8.0, 0.0, 8.0, 30.0], dtype=torch.float64)
-    z = t(eps)
-    # logit(Phi(e)) ~ -e^2 / 2 for large negative e; odd function
-    assert torch.allclose(z, -z.flip(0)) and z[0] < -400
-    assert torch.allclose(t._inverse(z), eps, rtol=1e-6)
-    assert torch.isfinite(t.log_abs_det_jacobian(eps, z)).all()
+    monkeypatch.setattr(MaskedAffineCoupling, "_inverse", counted)
+    pair = VariationalDequantization(
+        RealNVP(4, 2, [8]),
+        17,
+        event_shape=event_shape,
+        context_dim=8,
+        num_layers=2,
+        hidden_dims=[8],
+    )
+    with torch.no_grad():
+        for p in pair.noise_flow.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    y = torch.randint(0, 17, (5, *event_shape))
+    q = pair.noise_distribution(y)
+    u = q.rsample()
+    own = q.log_prob(u)
+    assert not calls
+    fresh = pair.noise_distribution(y).log_prob(u.detach().clone())
+    assert calls
+    torch.testing.assert_close(own, fresh, atol=1e-4, rtol=1e-4)
+    calls.clear()
+    with torch.no_grad():
+        for p in pair.noise_flow.parameters():
+            p.add_(0.05)
+    again = q.log_prob(u)
+    assert calls
+    torch.testing.assert_close(again, pair.noise_distribution(y).log_prob(u.detach().clone()))
 
 
 # ---------------------------------------------------------------------------
@@ -410,7 +417,9 @@ def test_train_on_digits(kind: str) -> None:
     names = set(pyro.get_param_store().keys())
     assert any(n.startswith("dequantization.density") for n in names)
     assert any(n.startswith("dequantization.noise_flow") for n in names) == (kind != "uniform")
-    bounds = pair.bounds(y[:16], num_samples=(4,), chunk_size=2)
+    bounds = infer.likelihood_bounds(
+        pair.model, pair.guide, y[:16], num_samples=(4,), chunk_size=2
+    )
     assert [b.bound for b in bounds] == ["ELBO(particles=1)", "IWAE(K=4)"]
     assert all(b.num_dims == 64 and math.isfinite(b.bits_per_dim) for b in bounds)
     assert bounds[1].bits_per_dim < math.log2(num_levels) + 2  # sane after 4 short epochs
@@ -483,7 +492,7 @@ def test_fixed_distribution_as_density() -> None:
 def test_maf_density_and_variational_guide_run_in_float64() -> None:
     pair = VariationalDequantization(MAF(3, num_layers=2), 5, context_dim=4).double()
     y = torch.randint(0, 5, (6, 3))
-    result = pair.log_likelihood(y)
+    result = infer.log_likelihood(pair.model, pair.guide, y)
     assert math.isfinite(result.nats)
     assert pair.noise_distribution(y).sample().dtype == torch.float64
 
@@ -528,9 +537,9 @@ def test_bad_data(pair: UniformDequantization, y: object, match: str) -> None:
 def test_bad_data_in_evaluation(pair: UniformDequantization) -> None:
     y = torch.full((2, 1, 2, 2), 30)
     with pytest.raises(ValueError, match="num_levels=17 is inconsistent"):
-        pair.log_likelihood(y)
+        infer.log_likelihood(pair.model, pair.guide, y)
     with pytest.raises(ValueError, match="num_levels=17 is inconsistent"):
-        pair.importance_log_likelihood(y, num_samples=2)
+        infer.importance_log_likelihood(pair.model, pair.guide, y, num_samples=2)
 
 
 @pytest.mark.parametrize(
@@ -561,7 +570,6 @@ def test_bad_data_in_evaluation(pair: UniformDequantization) -> None:
 def test_bad_construction(build: callable, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         build()
-
 
 
 def test_samples_are_levels_whose_frequencies_follow_the_cell_masses() -> None:

@@ -14,16 +14,12 @@ from harness import DistributionCase, DistributionHarness, TransformCase, Transf
 from pyro.distributions.transforms import GeneralizedChannelPermute
 
 from pyro_dgm import infer
-from pyro_dgm.image_flows import (
-    Glow,
-    MultiScaleFlow,
-    MultiScaleLevel,
-    MultiScaleTransform,
-    RealNVP,
-)
+from pyro_dgm.flows import MultiScaleFlow
+from pyro_dgm.flows import MultiScaleGlow as Glow
+from pyro_dgm.flows import MultiScaleRealNVP as RealNVP
 from pyro_dgm.models import FlowModel, UniformDequantization, VariationalDequantization
 from pyro_dgm.nn.conv import ConvResNet, CouplingConvNet
-from pyro_dgm.transforms import ActNorm
+from pyro_dgm.transforms import ActNorm, MultiScaleLevel, MultiScaleTransform
 from pyro_dgm.transforms.image import (
     InvertibleConv1x1,
     Squeeze,
@@ -89,17 +85,31 @@ class TestImageLayers(TransformHarness):
 class TestMultiScaleTransforms(TransformHarness):
     CASES = [
         TransformCase("glow", _glow, (1, 4, 4), data_init=True),
-        TransformCase("glow_qr_additive", lambda: _glow(parametrization="qr", coupling="additive"),
-                      (1, 4, 4), data_init=True),
-        TransformCase("glow_standard_prior", lambda: _glow(learned_prior=False), (1, 4, 4),
-                      data_init=True),
-        TransformCase("glow_rgb_one_level", lambda: Glow((3, 2, 2), 1, 2, 8).transform,
-                      (3, 2, 2), data_init=True),
+        TransformCase(
+            "glow_qr_additive",
+            lambda: _glow(parametrization="qr", coupling="additive"),
+            (1, 4, 4),
+            data_init=True,
+        ),
+        TransformCase(
+            "glow_standard_prior", lambda: _glow(learned_prior=False), (1, 4, 4), data_init=True
+        ),
+        TransformCase(
+            "glow_rgb_one_level",
+            lambda: Glow((3, 2, 2), 1, 2, 8).transform,
+            (3, 2, 2),
+            data_init=True,
+        ),
         TransformCase("realnvp", _realnvp, (1, 4, 4), data_init=True),
-        TransformCase("realnvp_learned_prior", lambda: _realnvp(learned_prior=True), (1, 4, 4),
-                      data_init=True),
-        TransformCase("nice_no_actnorm", lambda: _realnvp(coupling="additive", actnorm=False),
-                      (1, 4, 4)),
+        TransformCase(
+            "realnvp_learned_prior",
+            lambda: _realnvp(learned_prior=True),
+            (1, 4, 4),
+            data_init=True,
+        ),
+        TransformCase(
+            "nice_no_actnorm", lambda: _realnvp(coupling="additive", actnorm=False), (1, 4, 4)
+        ),
     ]
 
 
@@ -108,8 +118,11 @@ def _two_dim_multiscale() -> MultiScaleFlow:
     splits with a learned prior, then an ActNorm level; small enough for quadrature."""
     first = MultiScaleLevel(
         (2, 1, 1),
-        [ActNorm(2, event_dim=3), InvertibleConv1x1(2),
-         conv_affine_coupling((2, 1, 1), "channel", hidden_channels=8)],
+        [
+            ActNorm(2, event_dim=3),
+            InvertibleConv1x1(2),
+            conv_affine_coupling((2, 1, 1), "channel", hidden_channels=8),
+        ],
         squeeze=False,
         split=True,
         learned_prior=True,
@@ -202,7 +215,7 @@ def test_shapes_the_levels_do_not_divide_are_rejected(preset, shape, levels, fac
 
 
 def test_bad_arguments_are_named() -> None:
-    with pytest.raises(ValueError, match="image shape"):
+    with pytest.raises(ValueError, match="event_shape: expected a shape of 3"):
         Glow((8, 8))
     with pytest.raises(ValueError, match="coupling"):
         RealNVP((1, 4, 4), coupling="spline")
@@ -303,8 +316,16 @@ def test_image_flows_train_inside_the_dequantization_pairs(preset, pair_class) -
     y = _digits_like(96)
     flow = preset((1, 8, 8), num_levels=2, num_steps=1, hidden_channels=8, num_blocks=1)
     pair = pair_class(flow, 17, event_shape=(1, 8, 8))
-    history = infer.fit(pair.model, pair.guide, y, validation=None, epochs=4, batch_size=32,
-                        lr=3e-3, progress=False)
+    history = infer.fit(
+        pair.model,
+        pair.guide,
+        y,
+        validation=None,
+        epochs=4,
+        batch_size=32,
+        lr=3e-3,
+        progress=False,
+    )
     assert history.train_loss[-1] < history.train_loss[0]
     result = infer.importance_log_likelihood(pair.model, pair.guide, y[:8], num_samples=4)
     assert result.bound == "IWAE(K=4)"

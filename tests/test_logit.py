@@ -1,5 +1,6 @@
 """LogitTransform: the shared harness (with codomain-aware inputs where it needs them),
-closed forms, the density of the pushed-forward normal, tails and bad arguments."""
+closed forms, the density of the pushed-forward normal, tails and bad arguments; and
+NormalToLogisticTransform, the first layer of the dequantization noise flow."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import pytest
 import torch
 from harness import TransformCase, TransformHarness, build
 from torch import nn
-from torch.distributions import SigmoidTransform
+from torch.distributions import IndependentTransform, SigmoidTransform
 
-from pyro_dgm.transforms.logit import LogitTransform
+from pyro_dgm.transforms.logit import LogitTransform, NormalToLogisticTransform
 
 
 class _LogitModule(LogitTransform, nn.Module):
@@ -172,3 +173,53 @@ class TestLogitTransformInTheSharedHarness(TransformHarness):
         TransformCase("logit_vector", lambda: LogitTransform(0.05, event_dim=1), (4,)),
         TransformCase("logit_image", lambda: LogitTransform(1e-6, event_dim=3), (1, 3, 3)),
     ]
+
+
+# ---------------------------------------------------------------------------
+# the normal-to-logistic map
+# ---------------------------------------------------------------------------
+
+
+class TestNormalToLogisticHarness(TransformHarness):
+    """The guide's fixed first layer through the shared harness."""
+
+    class _Module(IndependentTransform, nn.Module):
+        """Elementwise, so the harness (events of rank >= 1, modules) sees it through
+        torch's IndependentTransform as a parameter-free module."""
+
+        def __init__(self) -> None:
+            nn.Module.__init__(self)
+            IndependentTransform.__init__(self, NormalToLogisticTransform(), 1)
+
+        __hash__ = nn.Module.__hash__
+
+    CASES = [TransformCase("normal_to_logistic", _Module, (3,))]
+
+    def test_gradients(self, transform_case: TransformCase) -> None:
+        # the harness's check needs parameters (its loss has no graph without them);
+        # here: there are none, and the log-density's gradient reaches the input
+        module = transform_case.factory()
+        assert not list(module.parameters())
+        base = dist.Normal(torch.zeros(16, 3), 1.0).to_event(1)
+        x = torch.randn(16, 3, requires_grad=True)
+        dist.TransformedDistribution(base, [module]).log_prob(x).sum().backward()
+        assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_normal_to_logistic_tails() -> None:
+    t = NormalToLogisticTransform()
+    eps = torch.tensor([-30.0, -8.0, 0.0, 8.0, 30.0], dtype=torch.float64)
+    z = t(eps)
+    # logit(Phi(e)) ~ -e^2 / 2 for large negative e; odd function
+    assert torch.allclose(z, -z.flip(0)) and z[0] < -400
+    assert torch.allclose(t._inverse(z), eps, rtol=1e-6)
+    assert torch.isfinite(t.log_abs_det_jacobian(eps, z)).all()
+
+
+def test_normal_to_logistic_then_a_sigmoid_is_the_normal_cdf() -> None:
+    eps = torch.linspace(-5, 5, 11, dtype=torch.float64)
+    u = torch.sigmoid(NormalToLogisticTransform()(eps))
+    assert torch.allclose(u, torch.distributions.Normal(0.0, 1.0).cdf(eps), atol=1e-12)
+    cached = NormalToLogisticTransform(cache_size=1)
+    z = cached(eps)
+    assert cached.inv(z) is eps and cached == NormalToLogisticTransform()

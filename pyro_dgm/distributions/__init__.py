@@ -5,12 +5,19 @@ mixture, and the discretization of any continuous base with a cdf), and autoregr
 distributions of integer images and sequences (PixelCNN, WaveNet-style causal convolutions).
 """
 
-from .autoregressive import OUTPUTS, AutoregressiveDistribution, PixelCNN, WaveNet
+from .autoregressive import (
+    OUTPUTS,
+    AutoregressiveDistribution,
+    AutoregressiveModule,
+    PixelCNN,
+    WaveNet,
+)
 from .discretized import Discretized, DiscretizedLogistic, DiscretizedLogisticMixture
 
 __all__ = [
     "OUTPUTS",
     "AutoregressiveDistribution",
+    "AutoregressiveModule",
     "Discretized",
     "DiscretizedLogistic",
     "DiscretizedLogisticMixture",

@@ -68,6 +68,7 @@ from .discretized import DiscretizedLogisticMixture
 __all__ = [
     "OUTPUTS",
     "AutoregressiveDistribution",
+    "AutoregressiveModule",
     "PixelCNN",
     "WaveNet",
 ]
@@ -105,7 +106,7 @@ class AutoregressiveDistribution(TorchDistribution):
 
     def __init__(
         self,
-        module: _AutoregressiveModule,
+        module: AutoregressiveModule,
         context: Tensor | None = None,
         *,
         validate_args: bool | None = None,
@@ -260,8 +261,24 @@ class AutoregressiveDistribution(TorchDistribution):
         )
 
 
-class _AutoregressiveModule(nn.Module, ConditionalDistribution):
-    """What PixelCNN and WaveNet share: outputs, scaling, scoring, drawing."""
+class AutoregressiveModule(nn.Module, ConditionalDistribution):
+    r"""The base of :class:`PixelCNN` and :class:`WaveNet`: a module that owns a masked
+    network and returns an :class:`AutoregressiveDistribution` when called.
+
+    .. math:: P(y \mid c) = \prod_{d=1}^{D} P(y_d \mid y_{<d}, c)
+
+    It holds what both share: the output family of one coordinate (a mixture of
+    discretized logistics or a categorical), the scaling of the levels to the
+    network's input range, scoring in one network pass and drawing one coordinate.
+    A subclass sets ``network`` and implements ``_sample_flat``.
+
+    Arguments:
+        event_shape: The shape of one data point.
+        num_levels: :math:`L \ge 2`.
+        output: ``"logistic_mixture"`` or ``"categorical"``.
+        num_components: :math:`K`, logistics per mixture.
+        context_dim: Size of a context vector, or ``None``.
+    """
 
     #: Smooth lower bound of the logistic scales, in levels (no hard clamp).
     min_scale: ClassVar[float] = 0.01
@@ -368,7 +385,12 @@ class _AutoregressiveModule(nn.Module, ConditionalDistribution):
         raise NotImplementedError
 
 
-class PixelCNN(_AutoregressiveModule):
+#: The former private name of :class:`AutoregressiveModule` (``models.autoregressive``
+#: imports it), kept for one release.
+_AutoregressiveModule = AutoregressiveModule
+
+
+class PixelCNN(AutoregressiveModule):
     r"""A gated PixelCNN over integer images :math:`(C, H, W)` with :math:`L` levels.
 
     .. math:: P(y \mid c) = \prod_{i,j} \prod_{k=1}^{C}
@@ -467,7 +489,7 @@ class PixelCNN(_AutoregressiveModule):
         return y
 
 
-class WaveNet(_AutoregressiveModule):
+class WaveNet(AutoregressiveModule):
     r"""Causal dilated 1-D convolutions (WaveNet style) over integer sequences :math:`(C, T)`.
 
     .. math:: P(y \mid c) = \prod_{t=1}^{T} \prod_{k=1}^{C}

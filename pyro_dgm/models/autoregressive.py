@@ -7,7 +7,7 @@ from typing import Any
 import pyro
 from torch import Tensor, nn
 
-from ..distributions.autoregressive import PixelCNN, WaveNet, _AutoregressiveModule
+from ..distributions.autoregressive import AutoregressiveModule, PixelCNN, WaveNet
 from ..utils.registration import register_module
 
 __all__ = ["AUTOREGRESSIVE_MODELS", "AutoregressiveModel", "build_autoregressive"]
@@ -40,9 +40,9 @@ class AutoregressiveModel(nn.Module):
         >>> pair.model(torch.randint(0, 5, (3, 1, 4, 4)))
     """
 
-    def __init__(self, module: _AutoregressiveModule, name: str = "autoregressive") -> None:
+    def __init__(self, module: AutoregressiveModule, name: str = "autoregressive") -> None:
         super().__init__()
-        if not isinstance(module, _AutoregressiveModule):
+        if not isinstance(module, AutoregressiveModule):
             raise ValueError(
                 f"module: expected a PixelCNN or WaveNet, got {type(module).__name__}"
             )

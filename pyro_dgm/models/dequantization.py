@@ -34,22 +34,15 @@ import pyro.distributions as dist
 import torch
 from torch import Tensor, nn
 from torch.distributions import AffineTransform, Distribution, SigmoidTransform, Transform
-from torch.distributions import constraints as torch_constraints
 from torch.distributions.transforms import ReshapeTransform
 
 from ..flows import Flow, FlowDistribution
-from ..infer.metrics import (
-    LogLikelihood,
-    PointwiseLogLikelihood,
-    importance_log_likelihood,
-    log_likelihood,
-)
 from ..transforms.coupling import (
     alternating_mask,
     conditional_masked_affine_coupling,
     half_mask,
 )
-from ..transforms.logit import LogitTransform
+from ..transforms.logit import LogitTransform, NormalToLogisticTransform
 from ..utils.registration import register_module
 
 __all__ = [
@@ -291,53 +284,6 @@ class _Dequantization(nn.Module):
         raise NotImplementedError
 
     # -- evaluation --------------------------------------------------------
-    def log_likelihood(
-        self, y: Tensor, *, num_particles: int = 1, batch_size: int = 256
-    ) -> LogLikelihood:
-        r"""The ELBO of the discrete data per point (``bound="ELBO(...)"``), through
-        :func:`~pyro_dgm.infer.log_likelihood`; ``.bits_per_dim`` is an upper bound
-        on :math:`-\log_2 P(y) / D`."""
-        self.check_data(y)
-        return log_likelihood(
-            self.model, self.guide, y, num_particles=num_particles, batch_size=batch_size
-        )
-
-    def importance_log_likelihood(
-        self, y: Tensor, *, num_samples: int = 1000, batch_size: int = 64, chunk_size: int = 100
-    ) -> PointwiseLogLikelihood:
-        r"""The importance-weighted bound with :math:`K` = ``num_samples`` guide draws
-        per point (``bound="IWAE(K=...)"``), through
-        :func:`~pyro_dgm.infer.importance_log_likelihood`."""
-        self.check_data(y)
-        return importance_log_likelihood(
-            self.model,
-            self.guide,
-            y,
-            num_samples=num_samples,
-            batch_size=batch_size,
-            chunk_size=chunk_size,
-        )
-
-    def bounds(
-        self,
-        y: Tensor,
-        *,
-        num_samples: Sequence[int] = (1000,),
-        num_particles: int = 1,
-        batch_size: int = 64,
-        chunk_size: int = 100,
-    ) -> list[LogLikelihood]:
-        r"""The ELBO and the importance-weighted bound for each :math:`K` in
-        ``num_samples``: one :class:`~pyro_dgm.infer.LogLikelihood` each, its
-        ``bound`` naming it and ``bits_per_dim`` giving :math:`-\log_2 P(y)/D` bounds."""
-        out = [self.log_likelihood(y, num_particles=num_particles, batch_size=batch_size)]
-        for k in num_samples:
-            pointwise = self.importance_log_likelihood(
-                y, num_samples=k, batch_size=batch_size, chunk_size=chunk_size
-            )
-            out.append(pointwise.summary())
-        return out
-
     def extra_repr(self) -> str:
         return (
             f"num_levels={self.num_levels}, event_shape={tuple(self.event_shape)}, "
@@ -381,7 +327,8 @@ class UniformDequantization(_Dequantization):
         >>> from pyro_dgm.flows import RealNVP
         >>> pair = UniformDequantization(RealNVP(4, num_layers=2), num_levels=17)
         >>> y = torch.randint(0, 17, (8, 4))
-        >>> pair.log_likelihood(y).bound
+        >>> from pyro_dgm import infer
+        >>> infer.log_likelihood(pair.model, pair.guide, y).bound
         'ELBO(particles=1)'
     """
 
@@ -397,42 +344,6 @@ class UniformDequantization(_Dequantization):
 # ---------------------------------------------------------------------------
 
 
-class _NormalToLogisticTransform(Transform):
-    r"""The fixed elementwise map from a standard normal to a standard logistic variable.
-
-    .. math:: z = \operatorname{logit}\Phi(\epsilon) = \log\Phi(\epsilon) - \log\Phi(-\epsilon),
-        \qquad \log\left|\frac{dz}{d\epsilon}\right|
-        = \log\varphi(\epsilon) - \log\Phi(\epsilon) - \log\Phi(-\epsilon) .
-
-    Followed by a sigmoid, it gives :math:`\Phi(\epsilon)`, uniform on :math:`(0, 1)`:
-    a noise flow that starts at the identity starts as the uniform guide. Both
-    directions are written through the lower tail (``log_ndtr``, and
-    :math:`\Phi^{-1}(\sigma(-|z|))`), accurate for large :math:`|\epsilon|`.
-    """
-
-    domain = torch_constraints.real
-    codomain = torch_constraints.real
-    bijective = True
-    sign = +1
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _NormalToLogisticTransform)
-
-    def __hash__(self) -> int:
-        return hash(_NormalToLogisticTransform)
-
-    def _call(self, eps: Tensor) -> Tensor:
-        return torch.special.log_ndtr(eps) - torch.special.log_ndtr(-eps)
-
-    def _inverse(self, z: Tensor) -> Tensor:
-        lower = torch.special.ndtri(torch.sigmoid(-z.abs()))  # <= 0, from the lower tail
-        return torch.where(z < 0, lower, -lower)
-
-    def log_abs_det_jacobian(self, eps: Tensor, z: Tensor) -> Tensor:
-        log_density = -0.5 * eps**2 - 0.5 * math.log(2 * math.pi)
-        return log_density - torch.special.log_ndtr(eps) - torch.special.log_ndtr(-eps)
-
-
 def dequantization_noise_flow(
     input_dim: int,
     context_dim: int,
@@ -442,7 +353,8 @@ def dequantization_noise_flow(
     r"""The default conditional noise flow of :class:`VariationalDequantization`.
 
     From :math:`\epsilon \sim \mathcal{N}(0, I)`: the fixed map to a standard
-    logistic variable :math:`\operatorname{logit}\Phi(\epsilon)`, then
+    logistic variable :math:`\operatorname{logit}\Phi(\epsilon)`
+    (:class:`~pyro_dgm.transforms.NormalToLogisticTransform`), then
     ``num_layers`` conditional affine couplings (RealNVP) whose networks see the
     context :math:`h(y)`, with half and alternating masks in turn. Every
     coupling starts as the identity (zero last layer), so the guide
@@ -480,7 +392,7 @@ def dequantization_noise_flow(
         conditional_masked_affine_coupling(input_dim, context_dim, masks[i % 4], hidden)
         for i in range(num_layers)
     ]
-    return Flow([_NormalToLogisticTransform(), *couplings], event_shape=(input_dim,))
+    return Flow([NormalToLogisticTransform(cache_size=1), *couplings], event_shape=(input_dim,))
 
 
 class _Scaled(nn.Module):
@@ -624,10 +536,11 @@ class VariationalDequantization(_Dequantization):
             features = dequantization_features(self.event_shape, context_dim)
         self.noise_flow = noise_flow
         self.features = _Scaled(features, num_levels)
+        # cached, so that the guide scores its own samples exactly, without a logit
         self._squash: list[Transform] = []
         if flow_shape != self.event_shape:
-            self._squash.append(ReshapeTransform(flow_shape, self.event_shape))
-        self._squash.append(SigmoidTransform())
+            self._squash.append(ReshapeTransform(flow_shape, self.event_shape, cache_size=1))
+        self._squash.append(SigmoidTransform(cache_size=1))
 
     def noise_distribution(self, y: Tensor) -> FlowDistribution:
         r"""The guide's :math:`q(u \mid y)`: batch shape ``(N,)``, event shape that of the data."""

@@ -38,7 +38,9 @@ from pyro.distributions.transforms import (
     sylvester,
 )
 
+from ._bounds import soft_bound
 from .actnorm import ActNorm, actnorm
+from .affine import ConditionalAffine, ConditionedAffine, conditional_affine
 from .autoregressive import (
     AffineAutoregressive,
     ConditionalAffineAutoregressive,
@@ -53,7 +55,8 @@ from .coupling import (
     MaskedAffineCoupling,
     additive_coupling,
     alternating_mask,
-    channel_mask,
+    channel_half_mask,
+    channel_mask,  # the former name of channel_half_mask, kept for one release
     checkerboard_mask,
     conditional_additive_coupling,
     conditional_masked_affine_coupling,
@@ -71,7 +74,9 @@ from .image import (
     invertible_conv1x1,
 )
 from .linear import InvertibleLinear, invertible_linear
-from .logit import LogitTransform
+from .logit import LogitTransform, NormalToLogisticTransform
+from .multiscale import MultiScaleLevel, MultiScaleTransform, SplitPrior
+from .sylvester import ConditionalSylvester, ConditionedSylvester, conditional_sylvester
 from .zuko import ConditionalZukoTransform, ConditionedZukoTransform, ZukoTransform, zuko_transform
 
 __all__ = [
@@ -81,6 +86,7 @@ __all__ = [
     "AffineCoupling",
     "BatchNorm",
     "ConditionalAdditiveCoupling",
+    "ConditionalAffine",
     "ConditionalAffineAutoregressive",
     "ConditionalAffineCoupling",
     "ConditionalMaskedAffineCoupling",
@@ -88,8 +94,11 @@ __all__ = [
     "ConditionalRadial",
     "ConditionalSpline",
     "ConditionalSplineAutoregressive",
+    "ConditionalSylvester",
     "ConditionalZukoTransform",
+    "ConditionedAffine",
     "ConditionedAffineAutoregressive",
+    "ConditionedSylvester",
     "ConditionedZukoTransform",
     "GeneralizedChannelPermute",
     "Householder",
@@ -97,12 +106,16 @@ __all__ = [
     "InvertibleLinear",
     "LogitTransform",
     "MaskedAffineCoupling",
+    "MultiScaleLevel",
+    "MultiScaleTransform",
+    "NormalToLogisticTransform",
     "Permute",
     "Planar",
     "Radial",
     "Spline",
     "SplineAutoregressive",
     "SplineCoupling",
+    "SplitPrior",
     "Squeeze",
     "Sylvester",
     "ZukoTransform",
@@ -112,15 +125,18 @@ __all__ = [
     "affine_coupling",
     "alternating_mask",
     "batchnorm",
+    "channel_half_mask",
     "channel_mask",
     "checkerboard_mask",
     "conditional_additive_coupling",
+    "conditional_affine",
     "conditional_affine_autoregressive",
     "conditional_affine_coupling",
     "conditional_conv_affine_coupling",
     "conditional_masked_affine_coupling",
     "conditional_planar",
     "conditional_radial",
+    "conditional_sylvester",
     "conv_additive_coupling",
     "conv_affine_coupling",
     "generalized_channel_permute",
@@ -135,6 +151,7 @@ __all__ = [
     "planar",
     "radial",
     "random_mask",
+    "soft_bound",
     "spline",
     "spline_autoregressive",
     "spline_coupling",

@@ -11,11 +11,10 @@ from pyro.distributions import constraints
 def real_event(event_dim: int) -> constraints.Constraint:
     """``constraints.independent(constraints.real, event_dim)`` (``real`` for rank 0).
 
-    Constraints are immutable, so one object per rank is shared. torch's
+    Constraints are immutable, so one object per rank is shared: torch's
     ``ComposeTransform`` asks every part for its ``domain`` and ``codomain``
-    dozens of times while a ``TransformedDistribution`` is built (once per
-    ``flow()`` call, so once per training step); a constraint constructed on
-    each of those calls was a tenth of a small flow's step in profiles.
+    many times while a ``TransformedDistribution`` is built (once per
+    ``flow()`` call, so once per training step).
     """
     if event_dim == 0:
         return constraints.real

@@ -112,7 +112,13 @@ class ActNorm(TransformModule):
         super()._load_from_state_dict(*args, **kwargs)
         self._known_initialized = False  # read the loaded buffer on the next call
 
-    def _mark_initialized(self) -> None:
+    def mark_initialized(self) -> None:
+        """Keep the current parameters: the next scoring batch does not initialise the layer.
+
+        For parameters that come from elsewhere (a loaded param store, a copied
+        ``state_dict`` without the ``initialized`` buffer): a data-dependent
+        initialisation would overwrite trained values.
+        """
         self.initialized.fill_(True)
         self._known_initialized = True
 
@@ -133,7 +139,7 @@ class ActNorm(TransformModule):
             raise ValueError("x, the batch that initialises ActNorm, contains NaN or inf")
         self.loc.copy_(mean)
         self.log_scale.copy_(torch.log(std + self.eps))
-        self._mark_initialized()
+        self.mark_initialized()
 
     # -- the transform ---------------------------------------------------------
 
@@ -150,7 +156,7 @@ class ActNorm(TransformModule):
     def _call(self, x: Tensor) -> Tensor:
         self._check(x, "z")
         if not self._is_initialized():
-            self._mark_initialized()  # sampling first: keep the current parameters
+            self.mark_initialized()  # sampling first: keep the current parameters
         return x * self._per_feature(self.log_scale).exp() + self._per_feature(self.loc)
 
     def _inverse(self, y: Tensor) -> Tensor:

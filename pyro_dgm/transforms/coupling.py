@@ -25,6 +25,7 @@ from pyro.distributions import ConditionalTransformModule, TransformModule, cons
 from torch import Tensor
 
 from ..nn.dense import CouplingMLP
+from ._bounds import soft_bound
 from ._events import real_event
 
 __all__ = [
@@ -34,7 +35,7 @@ __all__ = [
     "MaskedAffineCoupling",
     "additive_coupling",
     "alternating_mask",
-    "channel_mask",
+    "channel_half_mask",
     "checkerboard_mask",
     "conditional_additive_coupling",
     "conditional_masked_affine_coupling",
@@ -116,12 +117,17 @@ def checkerboard_mask(height: int, width: int, channels: int = 1, flip: bool = F
     return ~mask if flip else mask
 
 
-def channel_mask(channels: int, height: int, width: int, flip: bool = False) -> Tensor:
+def channel_half_mask(channels: int, height: int, width: int, flip: bool = False) -> Tensor:
     r"""The channel mask of RealNVP: the first ``channels // 2`` channels kept, of
     shape ``(channels, height, width)``.
 
+    .. math:: m_{c,i,j} = 1 \iff c < \lfloor C / 2 \rfloor .
+
+    (Not :func:`pyro_dgm.nn.masked_conv.channel_mask`, the connectivity of a masked
+    convolution's channels.)
+
     Example:
-        >>> channel_mask(3, 1, 2).int()
+        >>> channel_half_mask(3, 1, 2).int()
         tensor([[[1, 1]],
         <BLANKLINE>
                 [[0, 0]],
@@ -134,6 +140,10 @@ def channel_mask(channels: int, height: int, width: int, flip: bool = False) -> 
     mask = (torch.arange(channels) < channels // 2)[:, None, None].expand(channels, height, width)
     mask = mask.clone()
     return ~mask if flip else mask
+
+
+#: The former name of :func:`channel_half_mask`, kept for one release.
+channel_mask = channel_half_mask
 
 
 def _validated_mask(mask: Tensor) -> Tensor:
@@ -374,8 +384,7 @@ class MaskedAffineCoupling(_MaskedCoupling):
         _check_params(shift, self.mask, "shift")
         _check_params(raw, self.mask, "raw_scale")
         free = 1 - self.mask
-        bound = self.scale_bound
-        return free * shift, free * (bound * torch.tanh(raw / bound))
+        return free * shift, free * soft_bound(raw, self.scale_bound)
 
     def _call(self, x: Tensor) -> Tensor:
         _check_event(x, self.mask, "x")

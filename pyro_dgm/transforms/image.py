@@ -20,7 +20,7 @@ from .coupling import (
     AdditiveCoupling,
     ConditionalMaskedAffineCoupling,
     MaskedAffineCoupling,
-    channel_mask,
+    channel_half_mask,
     checkerboard_mask,
 )
 from .linear import InvertibleLinear
@@ -208,7 +208,7 @@ def image_mask(kind: str, event_shape: tuple[int, int, int], flip: bool = False)
     if kind == "checkerboard":
         return checkerboard_mask(h, w, c, flip=flip)
     if kind == "channel":
-        return channel_mask(c, h, w, flip=flip)
+        return channel_half_mask(c, h, w, flip=flip)
     raise ValueError(f"mask must be 'checkerboard' or 'channel', got {kind!r}")
 
 

@@ -46,14 +46,10 @@ class InvertibleLinear(TransformModule):
     :math:`\log |\det Q| = 0` holds after ``.double()`` too), it is one library
     call, its :math:`D(D-1)/2` free entries match the dimension of the orthogonal
     group, and it starts from a random rotation as Glow's does: the Householder
-    vectors of the QR decomposition of a Gaussian matrix (``torch.geqrf``). A
-    stored rotation times ``matrix_exp`` of a skew matrix was rejected because the
-    stored matrix is orthogonal only to float32 precision once moved to float64,
-    and ``torch.nn.utils.parametrizations.orthogonal`` because it rewrites the
-    module's attributes and ``state_dict`` keys. The sign of :math:`\det W` is
-    :math:`(-1)^D` (:math:`D` reflections), fixed as :math:`\sigma` fixes it for
-    LU. Both parametrizations start from a random rotation (:math:`|\det W| = 1`),
-    as Glow does.
+    vectors of the QR decomposition of a Gaussian matrix (``torch.geqrf``). The
+    sign of :math:`\det W` is :math:`(-1)^D` (:math:`D` reflections), fixed as
+    :math:`\sigma` fixes it for LU. Both parametrizations start from a random
+    rotation (:math:`|\det W| = 1`), as Glow does.
 
     Costs, per call: forming the factors is :math:`O(D^3)` (a matrix product for
     LU's :math:`W`, one Householder product for QR's :math:`Q`), independent of

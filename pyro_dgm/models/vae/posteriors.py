@@ -13,31 +13,32 @@ The guide samples :math:`z_K` and scores it through the transforms' caches, so a
 posterior flow only needs a cheap forward pass and log-determinant: IAF (one
 network pass per step), planar, Householder and Sylvester flows (no inverse in
 closed form at all for planar and Sylvester). Pyro's ``ConditionalPlanar`` and
-``ConditionalHouseholder`` are used as they are; Pyro has no conditional
-Sylvester flow, and its unconditional ``Sylvester`` returns a log-determinant
-that is not that of its map: it computes ``x @ B`` and ``tanh(.) @ A``, the
-transposed map :math:`y = x + R^\top Q^\top \tanh(Q S^\top x + b)`, for which the
-triangular formula it uses does not hold (it fails the shared harness's
-autograd check). So :class:`ConditionalSylvester` is written here, in the
-paper's orientation.
+``ConditionalHouseholder`` are used as they are; the Sylvester steps are
+:class:`~pyro_dgm.transforms.ConditionalSylvester`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
 
 import pyro.distributions as dist
 import torch
 import torch.nn.functional as F
-from pyro.distributions import ConditionalTransformModule, TransformModule, constraints
+from pyro.distributions import ConditionalTransformModule, TransformModule
 from pyro.distributions.transforms import ConditionalHouseholder, ConditionalPlanar
 from pyro.nn import ConditionalAutoRegressiveNN, DenseNN
 from torch import Tensor, nn
 from torch.distributions import Transform
 
-from ...flows import FlowDistribution, _cache_holders, _clear_caches
+from ...flows import FlowDistribution
+from ...transforms.affine import ConditionedAffine
 from ...transforms.autoregressive import ConditionalAffineAutoregressive
+from ...transforms.sylvester import (
+    ConditionalSylvester,
+    ConditionedSylvester,
+    conditional_sylvester,
+)
 
 __all__ = [
     "POSTERIORS",
@@ -50,7 +51,6 @@ __all__ = [
 ]
 
 _MIN_SCALE = 1e-5  # smooth lower bound of the Gaussian stage's scale: softplus(.) + 1e-5
-_DIAG_BOUND = 0.999  # |R_ii|, |S_ii| < 0.999 keeps 1 + h' R_ii S_ii > 0 in float32 too
 
 
 def _positive(value: object, name: str) -> int:
@@ -104,13 +104,17 @@ class GaussianPosterior(nn.Module):
 class FlowPosterior(GaussianPosterior):
     r"""A diagonal Gaussian stage followed by transforms conditioned on the context.
 
-    .. math:: z_0 \sim \mathcal{N}(\mu(h), \sigma^2(h)), \qquad
-        z_K = g_K(\cdot\,; h) \circ \dots \circ g_1(z_0; h)
+    .. math:: z_0 = \mu(h) + \sigma(h) \odot \epsilon, \quad \epsilon \sim \mathcal{N}(0, I),
+        \qquad z_K = g_K(\cdot\,; h) \circ \dots \circ g_1(z_0; h)
 
     ``ConditionalTransformModule``\ s are conditioned on :math:`h`; plain
-    ``TransformModule``\ s are shared by every data point. The guide's samples are
-    scored through the transforms' caches: the cost of sampling and scoring is one
-    forward pass of each transform (no inverse is needed).
+    ``TransformModule``\ s are shared by every data point. The Gaussian stage is
+    the first transform (:class:`~pyro_dgm.transforms.ConditionedAffine` on the
+    head's output), so the distribution is a :class:`~pyro_dgm.flows.FlowDistribution`
+    over standard normal noise that reads the current parameters whenever it
+    samples or scores. The guide's samples are scored through the transforms'
+    caches: the cost of sampling and scoring is one forward pass of each
+    transform (no inverse is needed).
 
     Arguments:
         context_dim: The size of the encoder's context :math:`h`.
@@ -118,7 +122,7 @@ class FlowPosterior(GaussianPosterior):
         transforms: The flow's layers, in sampling order.
     """
 
-    def __init__(self, context_dim: int, latent_dim: int, transforms: Sequence[Transform]):
+    def __init__(self, context_dim: int, latent_dim: int, transforms: Sequence[Transform]) -> None:
         super().__init__(context_dim, latent_dim)
         parts = list(transforms)
         for t in parts:
@@ -130,151 +134,11 @@ class FlowPosterior(GaussianPosterior):
         self.transforms = nn.ModuleList(parts)
 
     def forward(self, h: Tensor) -> FlowDistribution:
-        loc, scale = self.gaussian(h)
-        base = dist.Normal(loc, scale).to_event(1)
-        _clear_caches(
-            list(_cache_holders([t for t in self.transforms if isinstance(t, Transform)]))
-        )
-        parts = [
-            t.condition(h) if isinstance(t, ConditionalTransformModule) else t
-            for t in self.transforms
-        ]
-        return FlowDistribution(base, parts)
-
-
-# ---------------------------------------------------------------------------
-# Sylvester flows, amortized
-# ---------------------------------------------------------------------------
-
-
-def _reflect(v: Tensor, u: Tensor, order: Sequence[int]) -> Tensor:
-    """Apply the Householder reflections :math:`H_i = I - 2 u_i u_i^T` in ``order``."""
-    for i in order:
-        ui = u[..., i, :]
-        v = v - 2.0 * (ui * v).sum(-1, keepdim=True) * ui
-    return v
-
-
-def _matvec(m: Tensor, v: Tensor) -> Tensor:
-    return (m @ v.unsqueeze(-1)).squeeze(-1)
-
-
-class ConditionedSylvester(Transform):
-    r"""A Householder-Sylvester flow step with given (per-data-point) parameters.
-
-    .. math:: y = x + Q R \tanh(S Q^\top x + b), \qquad
-        \log|\det J| = \sum_{i=1}^D \log\big(1 + \tanh'(\cdot)_i\, R_{ii} S_{ii}\big),
-
-    with :math:`R, S` upper triangular and :math:`Q = H_1 \cdots H_M` a product of
-    Householder reflections. Sylvester's determinant identity,
-    :math:`\det(I + Q R\, D S Q^\top) = \det(I + D S R)`, makes the Jacobian's
-    determinant that of a triangular matrix. With :math:`|R_{ii}|, |S_{ii}| < 1`
-    every :math:`1 + \tanh' R_{ii} S_{ii}` is positive: the map is invertible
-    (van den Berg et al., 2018, theorem 2), but not in closed form. ``_inverse``
-    raises; samples are scored through the cache. The forward pass costs
-    :math:`O(MD + D^2)` per point.
-
-    Arguments:
-        params: A callable returning ``(R, S, b, u)`` of shapes ``(..., D, D)``,
-            ``(..., D, D)``, ``(..., D)`` and ``(..., M, D)`` (unit vectors).
-    """
-
-    domain = constraints.real_vector
-    codomain = constraints.real_vector
-    bijective = True
-
-    def __init__(self, params: Callable[[], tuple[Tensor, Tensor, Tensor, Tensor]]) -> None:
-        super().__init__(cache_size=1)
-        self._params = params
-        self._cached_log_det: Tensor | None = None
-
-    def _call(self, x: Tensor) -> Tensor:
-        r, s, b, u = self._params()
-        order = range(u.shape[-2])
-        pre = _matvec(s, _reflect(x, u, order)) + b  # S Q^T x + b, Q^T = H_M ... H_1
-        act = torch.tanh(pre)
-        y = x + _reflect(_matvec(r, act), u, reversed(order))  # Q v = H_1 ... H_M v
-        diag = r.diagonal(dim1=-2, dim2=-1) * s.diagonal(dim1=-2, dim2=-1)
-        self._cached_log_det = torch.log1p((1.0 - act.pow(2)) * diag).sum(-1)
-        return y
-
-    def _inverse(self, y: Tensor) -> Tensor:
-        raise NotImplementedError(
-            "the Sylvester flow has no closed-form inverse: score only the samples it drew "
-            "(through the cache)"
-        )
-
-    def log_abs_det_jacobian(self, x: Tensor, y: Tensor) -> Tensor:
-        x_old, y_old = self._cached_x_y
-        if x is not x_old or y is not y_old or self._cached_log_det is None:
-            self(x)  # recomputes the log-determinant at x (and caches it)
-        return self._cached_log_det
-
-
-class ConditionalSylvester(ConditionalTransformModule):
-    r"""An amortized Householder-Sylvester flow step: a network maps the context
-    :math:`h` to the step's parameters (van den Berg et al., 2018).
-
-    .. math:: y = x + Q(h) R(h) \tanh\big(S(h) Q(h)^\top x + b(h)\big)
-
-    The hypernet returns the strictly upper triangles of :math:`R, S` (as full
-    :math:`D \times D` outputs, masked), their diagonals (through
-    :math:`0.999 \tanh`, so that the step is invertible), :math:`b`, and the
-    :math:`M` Householder vectors of :math:`Q`. ``condition(h)`` returns a
-    :class:`ConditionedSylvester`; it has no closed-form inverse.
-
-    References:
-        | Sylvester Normalizing Flows for Variational Inference (van den Berg et al., 2018)
-        | https://arxiv.org/abs/1803.05649
-
-    Arguments:
-        input_dim: The dimension :math:`D`.
-        nn: A network from the context to six tensors of sizes
-            :math:`D^2, D^2, D, D, D, MD` (``DenseNN`` with those ``param_dims``).
-        count_householder: :math:`M`, the reflections in :math:`Q`.
-    """
-
-    domain = constraints.real_vector
-    codomain = constraints.real_vector
-    bijective = True
-
-    def __init__(self, input_dim: int, nn: nn.Module, count_householder: int = 1) -> None:
-        super().__init__()
-        self.input_dim = _positive(input_dim, "input_dim")
-        self.count_householder = _positive(count_householder, "count_householder")
-        self.nn = nn
-        self.register_buffer("mask", torch.triu(torch.ones(input_dim, input_dim), diagonal=1))
-
-    def _params(self, context: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        d, m = self.input_dim, self.count_householder
-        r_full, s_full, r_diag, s_diag, b, u = self.nn(context)
-        r = r_full.unflatten(-1, (d, d)) * self.mask
-        s = s_full.unflatten(-1, (d, d)) * self.mask
-        r = r + torch.diag_embed(_DIAG_BOUND * torch.tanh(r_diag))
-        s = s + torch.diag_embed(_DIAG_BOUND * torch.tanh(s_diag))
-        u = u.unflatten(-1, (m, d))
-        return r, s, b, u / torch.linalg.vector_norm(u, dim=-1, keepdim=True)
-
-    def condition(self, context: Tensor) -> ConditionedSylvester:
-        return ConditionedSylvester(partial(self._params, context))
-
-
-def conditional_sylvester(
-    input_dim: int,
-    context_dim: int,
-    hidden_dims: Sequence[int] | None = None,
-    count_householder: int | None = None,
-) -> ConditionalSylvester:
-    """Build a :class:`ConditionalSylvester` on a ``DenseNN`` hypernet.
-
-    Defaults: ``hidden_dims = [10 * input_dim] * 2`` (as Pyro's conditional
-    helpers) and ``count_householder = input_dim // 2 + 1`` (as Pyro's ``sylvester``).
-    """
-    d = _positive(input_dim, "input_dim")
-    m = count_householder if count_householder is not None else d // 2 + 1
-    hidden = list(hidden_dims) if hidden_dims is not None else [10 * d] * 2
-    net = DenseNN(context_dim, hidden, param_dims=[d * d, d * d, d, d, d, m * d])
-    return ConditionalSylvester(d, net, m)
+        _check_context(h, self.context_dim, type(self).__name__)
+        zeros = self.head.weight.new_zeros(self.latent_dim)
+        base = dist.Normal(zeros, zeros + 1.0).to_event(1).expand(h.shape[:-1])
+        stage = ConditionedAffine(partial(self.gaussian, h))
+        return FlowDistribution(base, [stage, *self.transforms], context=h, modules=[self])
 
 
 # ---------------------------------------------------------------------------

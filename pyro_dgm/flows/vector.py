@@ -1,198 +1,31 @@
-r"""Ready-made flow distributions: modules that own a base and transforms and
-return a Pyro distribution when called, ``flow()`` or ``flow(context)``.
-
-.. code-block:: python
-
-    flow = MAF(2)
-    pyro.module("flow", flow)
-    with pyro.plate("data", len(x)):
-        pyro.sample("x", flow(), obs=x)
+r"""Ready-made flows for vector data :math:`(D,)`: autoregressive (MAF, IAF, spline)
+and coupling (RealNVP, NICE, Glow) flows, each a :class:`~pyro_dgm.flows.Flow` that
+returns its distribution when called, ``flow()`` or ``flow(context)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
-import pyro
 import torch
-from pyro.distributions import (
-    ConditionalTransformModule,
-    Normal,
-    TransformedDistribution,
-)
 from pyro.distributions.transforms import SplineAutoregressive
-from pyro.nn import AutoRegressiveNN, ConditionalAutoRegressiveNN, PyroModule
-from pyro.poutine.runtime import am_i_wrapped
-from torch import Tensor, nn
+from pyro.nn import AutoRegressiveNN, ConditionalAutoRegressiveNN
+from torch import Tensor
 from torch.distributions import Transform
 
-from .transforms.actnorm import ActNorm
-from .transforms.autoregressive import AffineAutoregressive, ConditionalAffineAutoregressive
-from .transforms.coupling import (
+from ..transforms.actnorm import ActNorm
+from ..transforms.autoregressive import AffineAutoregressive, ConditionalAffineAutoregressive
+from ..transforms.coupling import (
     additive_coupling,
     conditional_additive_coupling,
     conditional_masked_affine_coupling,
     half_mask,
     masked_affine_coupling,
 )
-from .transforms.linear import InvertibleLinear
-from .transforms.zuko import zuko_transform
+from ..transforms.linear import InvertibleLinear
+from .base import Flow
 
-__all__ = [
-    "IAF",
-    "MAF",
-    "NICE",
-    "Flow",
-    "FlowDistribution",
-    "Glow",
-    "RealNVP",
-    "SplineFlow",
-    "ZukoFlow",
-]
-
-
-def _cache_holders(parts: Sequence[Transform]) -> Iterator[Transform]:
-    """The transforms, nested ones included, that keep a one-entry (x, y) cache."""
-    for part in parts:
-        inner = getattr(part, "_inv", None)
-        target = (
-            inner if isinstance(inner, Transform) and not isinstance(part, nn.Module) else part
-        )
-        if getattr(target, "_cache_size", 0) == 1:
-            yield target
-        yield from _cache_holders(getattr(target, "parts", ()))
-
-
-def _clear_caches(holders: Sequence[Transform]) -> None:
-    """Forget the (x, y) pair each transform cached from an earlier distribution.
-
-    torch's transform cache is keyed by tensor identity: scoring the very same
-    data tensor at the next training step would return the ``x`` computed with
-    the old parameters (a stale graph, and either an autograd error or a
-    frozen loss). Each call of a :class:`Flow` starts with empty caches, so a
-    distribution still scores its own samples through the cache.
-    """
-    for holder in holders:
-        holder._cached_x_y = None, None
-
-
-def _modules_of(parts: Sequence[Transform]) -> Iterator[nn.Module]:
-    """The modules holding the parameters of ``parts`` (also behind ``.inv``)."""
-    for part in parts:
-        if isinstance(part, nn.Module):
-            yield part
-        elif isinstance(getattr(part, "_inv", None), nn.Module):
-            yield part._inv  # torch's _InverseTransform of a TransformModule
-
-
-class FlowDistribution(TransformedDistribution):
-    r"""Pyro's ``TransformedDistribution``, with moments that say why they are missing.
-
-    .. math:: \mathbb{E}[x] = \int g(z)\, \mathcal{N}(z; 0, I)\, dz
-
-    has no closed form for a learned :math:`g`; torch's ``TransformedDistribution``
-    raises a bare ``NotImplementedError`` for ``mean``, ``variance`` and
-    ``entropy``. Here the error names the quantity and the estimate to use
-    instead (a Monte Carlo average over samples). Everything else is Pyro's:
-    ``sample``, ``rsample``, ``log_prob``, ``expand``, ``to_event``, ``mask``.
-    """
-
-    def _no_closed_form(self, what: str, estimate: str) -> NotImplementedError:
-        return NotImplementedError(
-            f"the {what} of a normalizing flow has no closed form (the transforms are "
-            f"learned networks); estimate it from samples, e.g. {estimate}"
-        )
-
-    @property
-    def mean(self) -> Tensor:
-        raise self._no_closed_form("mean", "d.sample((n,)).mean(0)")
-
-    @property
-    def variance(self) -> Tensor:
-        raise self._no_closed_form("variance", "d.sample((n,)).var(0)")
-
-    def entropy(self) -> Tensor:
-        raise self._no_closed_form("entropy", "-d.log_prob(d.sample((n,))).mean(0)")
-
-
-class Flow(PyroModule):
-    r"""A normalizing flow: a standard normal base pushed through transforms.
-
-    .. math:: x = g_K \circ \dots \circ g_1(z), \quad z \sim \mathcal{N}(0, I), \quad
-        \log p(x) = \log \mathcal{N}(f(x)) + \log \left|\det \frac{\partial f(x)}{\partial x}\right|
-
-    Each transform's forward call is the generative direction :math:`z \to x`;
-    ``log_prob`` applies the inverses. Conditional transforms
-    (``ConditionalTransformModule``) are conditioned on the context given to
-    the call. The module owns every parameter and the base's buffers, so
-    ``pyro.module``, ``.to(device)``, ``.double()`` and ``state_dict`` see them.
-
-    A flow is a ``PyroModule``: as an attribute of a user's ``PyroModule`` model or
-    guide it registers its parameters itself (under its attribute path, the
-    param store being the source of truth, as for a ``PyroModule``'s own
-    parameters), so no ``pyro.module`` call is needed there (and none should be
-    added under another name: the same tensors would be stepped twice). A
-    stand-alone flow registers nothing by itself: call ``pyro.module(name, flow)``.
-
-    Arguments:
-        transforms: The layers, in generative order (applied to the base sample first to last).
-        event_shape: The shape of one data point.
-
-    Example:
-        >>> flow = Flow([AffineAutoregressive(AutoRegressiveNN(2, [8]))], event_shape=(2,))
-        >>> flow().sample((3,)).shape
-        torch.Size([3, 2])
-    """
-
-    def __init__(self, transforms: Sequence[Transform], event_shape: Sequence[int] | int) -> None:
-        super().__init__()
-        shape = torch.Size([event_shape] if isinstance(event_shape, int) else event_shape)
-        if len(shape) == 0 or any(s < 1 for s in shape):
-            raise ValueError(
-                f"event_shape must be a non-empty shape of positive sizes, got {shape}"
-            )
-        self.event_shape = shape
-        self.parts = list(transforms)
-        self.layers = nn.ModuleList(_modules_of(self.parts))
-        # fixed with the parts, and needed at every call
-        self._conditional = any(isinstance(p, ConditionalTransformModule) for p in self.parts)
-        self._cache_holders = list(_cache_holders(self.parts))
-        self.register_buffer("base_loc", torch.zeros(shape))
-        self.register_buffer("base_scale", torch.ones(shape))
-
-    @property
-    def is_conditional(self) -> bool:
-        return self._conditional
-
-    def forward(self, context: Tensor | None = None) -> FlowDistribution:
-        """The flow's distribution; with a context of shape ``batch + (context_dim,)``,
-        its batch shape is ``batch``."""
-        if self._pyro_name and am_i_wrapped():
-            # a child of a PyroModule, run by Pyro: register the layers (plain torch
-            # modules, which PyroModule itself would not see) under the attribute path;
-            # update_module_params makes the param store the source of truth, as it is
-            # for a PyroModule's own parameters (a loaded param store is used).
-            own = list(self.parameters())
-            pyro.module(self._pyro_name, self, update_module_params=True)
-            if any(a is not b for a, b in zip(own, self.parameters(), strict=True)):
-                # parameters taken from the store are trained ones: a data-dependent
-                # initialisation (ActNorm) must not overwrite them on the next batch
-                for m in self.modules():
-                    if isinstance(m, ActNorm):
-                        m._mark_initialized()
-        if self.is_conditional and context is None:
-            raise ValueError(f"{type(self).__name__} is conditional: call it with a context")
-        if not self.is_conditional and context is not None:
-            raise ValueError(f"{type(self).__name__} takes no context, got one")
-        base = Normal(self.base_loc, self.base_scale).to_event(len(self.event_shape))
-        if context is not None:
-            base = base.expand(context.shape[:-1])
-        _clear_caches(self._cache_holders)
-        parts = [
-            p.condition(context) if isinstance(p, ConditionalTransformModule) else p
-            for p in self.parts
-        ]
-        return FlowDistribution(base, parts)
+__all__ = ["IAF", "MAF", "NICE", "Glow", "RealNVP", "SplineFlow"]
 
 
 def _orderings(input_dim: int, num_layers: int) -> list[Tensor]:
@@ -439,10 +272,8 @@ class Glow(Flow):
     half mask also alternates from step to step (Glow keeps one split for
     images): a linear map that starts, or ends up, close to a permutation of the
     previous step's would otherwise leave the same coordinates untransformed twice
-    in a row. On two moons (30 epochs, 5 steps, seeds 0-3) that took the worst
-    validation NLL from 1.31 to 1.17 nats and the mean from 1.16 to 1.12. One
-    pass per layer both ways; ActNorm initialises itself on the first batch it
-    scores.
+    in a row. One pass per layer both ways; ActNorm initialises itself on the
+    first batch it scores.
 
     References:
         | Glow: Generative Flow with Invertible 1x1 Convolutions (Kingma & Dhariwal, 2018)
@@ -472,41 +303,3 @@ class Glow(Flow):
             mask = half_mask(input_dim, flip=step % 2 == 1)
             layers.append(_coupling("affine", input_dim, mask, hidden, context_dim))
         super().__init__(_generative_order(layers), event_shape=(input_dim,))
-
-
-class ZukoFlow(Flow):
-    r"""Any zuko flow (``zuko.flows.MAF``, ``NSF``, ``NAF``, ``RealNVP``, ...) as a
-    pyro_dgm flow distribution: its lazy transform goes through the bridge
-    :func:`~pyro_dgm.transforms.zuko_transform`, its standard normal base becomes
-    the flow's base, and its parameters become this module's.
-
-    ``direction="maf"`` keeps zuko's cost profile (scoring data in one pass);
-    ``"iaf"`` flips it, for a guide that samples and scores its own samples.
-
-    Arguments:
-        flow: A ``zuko.flows.Flow`` with a standard normal base.
-        direction: ``"maf"`` or ``"iaf"``.
-
-    Example:
-        >>> import zuko
-        >>> flow = ZukoFlow(zuko.flows.NSF(2, transforms=2))
-        >>> flow().log_prob(torch.zeros(4, 2)).shape
-        torch.Size([4])
-    """
-
-    def __init__(self, flow: nn.Module, direction: str = "maf") -> None:
-        transform, base = getattr(flow, "transform", None), getattr(flow, "base", None)
-        if transform is None or base is None:
-            raise ValueError(f"flow must be a zuko.flows.Flow, got {type(flow).__name__}")
-        base_dist = base(None)
-        if not (
-            isinstance(base_dist, torch.distributions.Independent)
-            and isinstance(base_dist.base_dist, torch.distributions.Normal)
-            and len(base_dist.event_shape) == 1
-            and bool((base_dist.mean == 0).all() and (base_dist.stddev == 1).all())
-        ):
-            raise ValueError(
-                f"ZukoFlow needs zuko's standard normal base over vectors, got {base_dist}"
-            )
-        super().__init__([zuko_transform(transform, direction)], event_shape=base_dist.event_shape)
-        self.zuko_flow = flow
