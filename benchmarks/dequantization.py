@@ -243,7 +243,9 @@ def main() -> None:
                 )
 
             def evaluate() -> list[infer.LogLikelihood]:
-                return infer.likelihood_bounds(pair.model, pair.guide, test, num_samples=(args.num_samples,), chunk_size=50)
+                return infer.likelihood_bounds(
+                    pair.model, pair.guide, test, num_samples=(args.num_samples,), chunk_size=50
+                )
 
             return pair.model, pair.guide, [pair], evaluate
 

@@ -72,8 +72,16 @@ def run_variant(
     )
     start = time.perf_counter()
     history = infer.fit(
-        vae.model, vae.guide, data, epochs=10**6, batch_size=args.batch_size, lr=args.lr,
-        patience=None, max_seconds=args.budget, progress=False, seed=args.seed,
+        vae.model,
+        vae.guide,
+        data,
+        epochs=10**6,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        patience=None,
+        max_seconds=args.budget,
+        progress=False,
+        seed=args.seed,
     )
     seconds = time.perf_counter() - start
     test = data.test[: args.max_points] if args.max_points else data.test
@@ -123,7 +131,9 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, default=2000, help="K guide draws per point")
     parser.add_argument("--surgery-samples", type=int, default=1, help="draws per point (surgery)")
     parser.add_argument(
-        "--surgery-split", choices=["train", "test"], default="train",
+        "--surgery-split",
+        choices=["train", "test"],
+        default="train",
         help="the points of ELBO surgery (Hoffman & Johnson: the training set)",
     )
     parser.add_argument("--chunk", type=int, default=200, help="IW draws per vectorized pass")

@@ -69,8 +69,15 @@ def pyro_dgm_fit(data: torch.Tensor, seed: int, args: argparse.Namespace) -> tup
     pair = FlowModel(make_flow(seed, args))
     start = time.perf_counter()
     history = infer.fit(
-        pair.model, pair.guide, data, validation=None, epochs=args.epochs,
-        batch_size=args.batch_size, lr=LR, clip_norm=CLIP, progress=False,
+        pair.model,
+        pair.guide,
+        data,
+        validation=None,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=LR,
+        clip_norm=CLIP,
+        progress=False,
     )
     return time.perf_counter() - start, history.steps
 
@@ -122,7 +129,7 @@ def main() -> None:
     for run in contenders.values():  # warm-up
         run(data[: args.batch_size * 4], args.seed, args)
     for r in range(args.repeats):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             seconds, steps = contenders[name](data, args.seed + r, args)
             times[name].append(seconds / steps)
 
@@ -133,11 +140,15 @@ def main() -> None:
         q1, med, q3 = statistics.quantiles(values, n=4, method="inclusive")
         return f"{med:.3f} [{q1:.3f}, {q3:.3f}]"
 
-    print(f"{'contender':<20} {'ms/step (median)':>17} {'min':>8}   {'/ raw loop [IQR]':>22}"
-          f"   {'/ raw loop (foreach) [IQR]':>26}")
+    print(
+        f"{'contender':<20} {'ms/step (median)':>17} {'min':>8}   {'/ raw loop [IQR]':>22}"
+        f"   {'/ raw loop (foreach) [IQR]':>26}"
+    )
     for name, values in times.items():
-        print(f"{name:<20} {1e3 * statistics.median(values):>17.3f} {1e3 * min(values):>8.3f}   "
-              f"{ratio(name, 'raw loop'):>22}   {ratio(name, 'raw loop (foreach)'):>26}")
+        print(
+            f"{name:<20} {1e3 * statistics.median(values):>17.3f} {1e3 * min(values):>8.3f}   "
+            f"{ratio(name, 'raw loop'):>22}   {ratio(name, 'raw loop (foreach)'):>26}"
+        )
     assert all(math.isfinite(v) for values in times.values() for v in values)
 
 

@@ -219,9 +219,17 @@ def run_pyro_dgm_fit(kind: str, data: datasets.Dataset, args: argparse.Namespace
     stopped = ""
     try:
         history = infer.fit(
-            pair.model, pair.guide, data, epochs=10**9, batch_size=args.batch_size, lr=args.lr,
-            clip_norm=args.clip_norm, patience=args.patience, max_seconds=args.budget,
-            seed=args.seed, progress=False,
+            pair.model,
+            pair.guide,
+            data,
+            epochs=10**9,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            clip_norm=args.clip_norm,
+            patience=args.patience,
+            max_seconds=args.budget,
+            seed=args.seed,
+            progress=False,
         )
     except infer.NonFiniteLossError:
         history, stopped = None, "non-finite"
@@ -229,12 +237,30 @@ def run_pyro_dgm_fit(kind: str, data: datasets.Dataset, args: argparse.Namespace
     if ll.bound != "exact":
         raise RuntimeError(f"a flow's log-likelihood should be exact, got bound {ll.bound}")
     if history is None:
-        return Result(f"pyro_dgm {kind} (fit)", "pyro_dgm", ll.values, math.nan, 0, 0, 0,
-                      stopped, count(flow), lambda x: flow().log_prob(x))
+        return Result(
+            f"pyro_dgm {kind} (fit)",
+            "pyro_dgm",
+            ll.values,
+            math.nan,
+            0,
+            0,
+            0,
+            stopped,
+            count(flow),
+            lambda x: flow().log_prob(x),
+        )
     stopped = "early" if history.stopped_early else "budget"
     return Result(
-        f"pyro_dgm {kind} (fit)", "pyro_dgm", ll.values, history.seconds[-1], history.steps,
-        history.epoch[-1], history.best_epoch, stopped, count(flow), lambda x: flow().log_prob(x),
+        f"pyro_dgm {kind} (fit)",
+        "pyro_dgm",
+        ll.values,
+        history.seconds[-1],
+        history.steps,
+        history.epoch[-1],
+        history.best_epoch,
+        stopped,
+        count(flow),
+        lambda x: flow().log_prob(x),
     )
 
 
@@ -248,8 +274,18 @@ def run_zuko(kind: str, data: datasets.Dataset, args: argparse.Namespace) -> Res
     seconds, steps, epochs, best, stopped = raw_loop(
         flow, log_prob, data.train, data.validation, args, epochs=10**9, budget=args.budget
     )
-    return Result(f"zuko {kind} (raw loop)", "peer", pointwise(log_prob, data.test), seconds,
-                  steps, epochs, best, stopped, count(flow), log_prob)
+    return Result(
+        f"zuko {kind} (raw loop)",
+        "peer",
+        pointwise(log_prob, data.test),
+        seconds,
+        steps,
+        epochs,
+        best,
+        stopped,
+        count(flow),
+        log_prob,
+    )
 
 
 def pyro_aaf(args: argparse.Namespace) -> tuple[nn.Module, Callable[[], dist.Distribution]]:
@@ -276,8 +312,9 @@ def run_pyro_svi(data: datasets.Dataset, args: argparse.Namespace) -> Result:
     def guide(x: Tensor) -> None:
         pass
 
-    svi = SVI(model, guide, ClippedAdam({"lr": args.lr, "clip_norm": args.clip_norm}),
-              Trace_ELBO())
+    svi = SVI(
+        model, guide, ClippedAdam({"lr": args.lr, "clip_norm": args.clip_norm}), Trace_ELBO()
+    )
     train, valid = data.train, data.validation
     best_loss, best_epoch, best_state = math.inf, 0, None
     elapsed, steps, stopped, epoch = 0.0, 0, "epochs", 0
@@ -314,8 +351,18 @@ def run_pyro_svi(data: datasets.Dataset, args: argparse.Namespace) -> Result:
     def log_prob(x: Tensor) -> Tensor:
         return flow_dist().log_prob(x)
 
-    return Result("Pyro AAF (SVI)", "peer", pointwise(log_prob, data.test), elapsed, steps,
-                  epoch, best_epoch, stopped, count(stack), log_prob)
+    return Result(
+        "Pyro AAF (SVI)",
+        "peer",
+        pointwise(log_prob, data.test),
+        elapsed,
+        steps,
+        epoch,
+        best_epoch,
+        stopped,
+        count(stack),
+        log_prob,
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -328,14 +375,24 @@ def time_fit(kind: str, train: Tensor, args: argparse.Namespace, epochs: int) ->
     pair = FlowModel(pyro_dgm_flow(kind, args))
     start = time.perf_counter()
     history = infer.fit(
-        pair.model, pair.guide, train, validation=None, epochs=epochs,
-        batch_size=args.batch_size, lr=args.lr, clip_norm=args.clip_norm, progress=False,
+        pair.model,
+        pair.guide,
+        train,
+        validation=None,
+        epochs=epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        clip_norm=args.clip_norm,
+        progress=False,
     )
     return (time.perf_counter() - start) / history.steps
 
 
 def time_raw(
-    module: nn.Module, train: Tensor, args: argparse.Namespace, epochs: int,
+    module: nn.Module,
+    train: Tensor,
+    args: argparse.Namespace,
+    epochs: int,
     foreach: bool | None = None,
 ) -> float:
     def log_prob(x: Tensor) -> Tensor:
@@ -372,8 +429,8 @@ def timing_section(train: Tensor, args: argparse.Namespace) -> dict[str, float]:
 
     contenders: dict[str, Callable[[int], float]] = {}
     for kind in ("MAF", "RealNVP", "Glow"):
-        contenders[f"pyro_dgm {kind} (fit)"] = (
-            lambda epochs, kind=kind: time_fit(kind, train, args, epochs)
+        contenders[f"pyro_dgm {kind} (fit)"] = lambda epochs, kind=kind: time_fit(
+            kind, train, args, epochs
         )
         contenders[f"pyro_dgm {kind} (raw loop)"] = raw_own(kind)
         if kind != "Glow":
@@ -384,7 +441,7 @@ def timing_section(train: Tensor, args: argparse.Namespace) -> dict[str, float]:
     names = list(contenders)
     times: dict[str, list[float]] = {name: [] for name in contenders}
     for r in range(args.timing_repeats):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             times[name].append(contenders[name](args.timing_epochs))
     medians = {name: statistics.median(v) for name, v in times.items()}
 
@@ -397,30 +454,40 @@ def timing_section(train: Tensor, args: argparse.Namespace) -> dict[str, float]:
         q1, med, q3 = statistics.quantiles(values, n=4, method="inclusive")
         return f"{med:7.3f}  [{q1:.3f}, {q3:.3f}]"
 
-    print(f"\n== step time without a validation split: {args.timing_epochs} epochs of "
-          f"{len(train)} points, batch {args.batch_size}, {args.timing_repeats} rounds "
-          "(fit validates the first epoch of its call, its default) ==")
-    print("fit builds Adam and the gradient norm with torch's multi-tensor kernels "
-          "(foreach=True); so does pyro_dgm's raw loop, which isolates fit's Pyro overhead. "
-          "zuko's raw loop uses torch's defaults, as such a loop is usually written "
-          "(one tensor at a time on a CPU); the 'foreach' line gives it fit's kernels.")
-    print(f"{'contender':<34} {'ms/step':>8} {'min':>8}   {'/ own raw (median [IQR])':>26}"
-          f"   {'/ zuko raw (median [IQR])':>26}")
+    print(
+        f"\n== step time without a validation split: {args.timing_epochs} epochs of "
+        f"{len(train)} points, batch {args.batch_size}, {args.timing_repeats} rounds "
+        "(fit validates the first epoch of its call, its default) =="
+    )
+    print(
+        "fit builds Adam and the gradient norm with torch's multi-tensor kernels "
+        "(foreach=True); so does pyro_dgm's raw loop, which isolates fit's Pyro overhead. "
+        "zuko's raw loop uses torch's defaults, as such a loop is usually written "
+        "(one tensor at a time on a CPU); the 'foreach' line gives it fit's kernels."
+    )
+    print(
+        f"{'contender':<34} {'ms/step':>8} {'min':>8}   {'/ own raw (median [IQR])':>26}"
+        f"   {'/ zuko raw (median [IQR])':>26}"
+    )
     for name in names:
         kind = name.split()[1]
         own = f"pyro_dgm {kind} (raw loop)"
         zk = f"zuko {kind} (raw loop)"
         own_s = summary(ratios(name, own)) if name.startswith("pyro_dgm") else "-"
         zk_s = summary(ratios(name, zk)) if zk in times else "-"
-        print(f"{name:<34} {1e3 * medians[name]:8.3f} {1e3 * min(times[name]):8.3f}   "
-              f"{own_s:>26}   {zk_s:>26}")
+        print(
+            f"{name:<34} {1e3 * medians[name]:8.3f} {1e3 * min(times[name]):8.3f}   "
+            f"{own_s:>26}   {zk_s:>26}"
+        )
     for kind in ("MAF", "RealNVP"):
         for zuko_loop in (f"zuko {kind} (raw loop)", f"zuko {kind} (raw loop, foreach)"):
             per_round = ratios(f"pyro_dgm {kind} (fit)", zuko_loop)
             ratio = statistics.median(per_round)
             verdict = "meets" if ratio <= TARGET_STEP_RATIO else "MISSES"
-            print(f"target: pyro_dgm {kind} through fit / {zuko_loop} = {ratio:.3f} "
-                  f"(median of {len(per_round)} rounds; {verdict} <= {TARGET_STEP_RATIO})")
+            print(
+                f"target: pyro_dgm {kind} through fit / {zuko_loop} = {ratio:.3f} "
+                f"(median of {len(per_round)} rounds; {verdict} <= {TARGET_STEP_RATIO})"
+            )
     return medians
 
 
@@ -433,11 +500,15 @@ def report_toy(name: str, results: list[Result], args: argparse.Namespace) -> li
     entropy = datasets.toy_entropy(name)
     peers = [r for r in results if r.family == "peer"]
     best = min(peers, key=lambda r: r.nll) if peers else None
-    print(f"\n== {name}: test NLL (nats), entropy {entropy:.4f}; best peer: "
-          f"{best.name if best else '-'} ==")
-    print(f"{'contender':<24} {'params':>7} {'NLL':>8} {'± se':>7} {'NLL-H':>7} "
-          f"{'- best peer':>11} {'± se':>6} {'ms/step':>8} {'/zuko':>6} {'steps':>6} "
-          f"{'ep':>4} {'best':>4}  stop")
+    print(
+        f"\n== {name}: test NLL (nats), entropy {entropy:.4f}; best peer: "
+        f"{best.name if best else '-'} =="
+    )
+    print(
+        f"{'contender':<24} {'params':>7} {'NLL':>8} {'± se':>7} {'NLL-H':>7} "
+        f"{'- best peer':>11} {'± se':>6} {'ms/step':>8} {'/zuko':>6} {'steps':>6} "
+        f"{'ep':>4} {'best':>4}  stop"
+    )
     bugs = []
     for r in results:
         if best is not None and r is not best:
@@ -448,18 +519,21 @@ def report_toy(name: str, results: list[Result], args: argparse.Namespace) -> li
         matched = r.name.split()[1] if r.family == "pyro_dgm" else None
         zuko_peer = next((p for p in peers if p.name == f"zuko {matched} (raw loop)"), None)
         ratio = f"{r.ms_per_step / zuko_peer.ms_per_step:6.2f}" if zuko_peer else f"{'':>6}"
-        print(f"{r.name:<24} {r.num_params:7d} {r.nll:8.4f} {r.stderr:7.4f} "
-              f"{r.nll - entropy:+7.4f} {gap} {r.ms_per_step:8.3f} {ratio} {r.steps:6d} "
-              f"{r.epochs:4d} {r.best_epoch:4d}  {r.stopped}")
+        print(
+            f"{r.name:<24} {r.num_params:7d} {r.nll:8.4f} {r.stderr:7.4f} "
+            f"{r.nll - entropy:+7.4f} {gap} {r.ms_per_step:8.3f} {ratio} {r.steps:6d} "
+            f"{r.epochs:4d} {r.best_epoch:4d}  {r.stopped}"
+        )
         if r.nll < entropy - 3 * r.stderr:
-            bugs.append(f"BUG: {name}: {r.name} test NLL {r.nll:.4f} is below the entropy "
-                        f"{entropy:.4f} by more than 3 stderr ({r.stderr:.4f})")
+            bugs.append(
+                f"BUG: {name}: {r.name} test NLL {r.nll:.4f} is below the entropy "
+                f"{entropy:.4f} by more than 3 stderr ({r.stderr:.4f})"
+            )
     for r in results:
         if r.family == "pyro_dgm" and best is not None:
             gap = r.nll - best.nll
             verdict = "meets" if gap <= TARGET_NLL_GAP else "MISSES"
-            print(f"target: {r.name} NLL - best peer = {gap:+.4f} ({verdict} <= "
-                  f"{TARGET_NLL_GAP})")
+            print(f"target: {r.name} NLL - best peer = {gap:+.4f} ({verdict} <= {TARGET_NLL_GAP})")
     for line in bugs:
         print(line)
     return bugs
@@ -475,19 +549,34 @@ def figure(path: str, toys: dict[str, tuple[Tensor, list[Result]]], resolution: 
 
     names = [r.name for r in next(iter(toys.values()))[1]]
     ncols = len(names) + 1
-    fig, axes = plt.subplots(len(toys), ncols, figsize=(2.2 * ncols, 2.2 * len(toys)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        len(toys), ncols, figsize=(2.2 * ncols, 2.2 * len(toys)), squeeze=False
+    )
     for row, (toy, (test, results)) in zip(axes, toys.items(), strict=True):
         lo, hi = test.min(0).values, test.max(0).values
         pad = 0.1 * (hi - lo)
-        bounds = (float(lo[0] - pad[0]), float(hi[0] + pad[0]),
-                  float(lo[1] - pad[1]), float(hi[1] + pad[1]))
-        plots.density_2d(lambda x, toy=toy: datasets.toy_log_prob(toy, x), bounds=bounds,
-                         resolution=resolution, ax=row[0], title="true density")
+        bounds = (
+            float(lo[0] - pad[0]),
+            float(hi[0] + pad[0]),
+            float(lo[1] - pad[1]),
+            float(hi[1] + pad[1]),
+        )
+        plots.density_2d(
+            lambda x, toy=toy: datasets.toy_log_prob(toy, x),
+            bounds=bounds,
+            resolution=resolution,
+            ax=row[0],
+            title="true density",
+        )
         row[0].set_ylabel(toy)
         for ax, r in zip(row[1:], results, strict=True):
-            plots.density_2d(r.log_prob, bounds=bounds, resolution=resolution, ax=ax,
-                             title=f"{r.name}\nNLL {r.nll:.3f}")
+            plots.density_2d(
+                r.log_prob,
+                bounds=bounds,
+                resolution=resolution,
+                ax=ax,
+                title=f"{r.name}\nNLL {r.nll:.3f}",
+            )
         for ax in row:
             ax.set_xticks([])
             ax.set_yticks([])
@@ -517,13 +606,19 @@ def main() -> None:
     parser.add_argument("--timing-epochs", type=int, default=3)
     parser.add_argument("--timing-repeats", type=int, default=15, help="rounds")
     parser.add_argument("--no-timing", action="store_true", help="skip the step-time section")
-    parser.add_argument("--timing-only", action="store_true",
-                        help="only the step-time section (on the first toy's training split)")
+    parser.add_argument(
+        "--timing-only",
+        action="store_true",
+        help="only the step-time section (on the first toy's training split)",
+    )
     parser.add_argument("--figure", default=None, help="write a density grid (PNG) here")
     parser.add_argument("--figure-resolution", type=int, default=150)
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny run that checks the script: budget 2 s, two_moons, "
-                             "1 timing epoch, 1 repeat, 2000 test points")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny run that checks the script: budget 2 s, two_moons, "
+        "1 timing epoch, 1 repeat, 2000 test points",
+    )
     args = parser.parse_args()
     if args.smoke:
         args.budget, args.toys, args.num_test = 2.0, ["two_moons"], 2_000
@@ -533,22 +628,32 @@ def main() -> None:
             parser.error(f"--toys: expected names from {list(datasets.TOY_NAMES)}, got {toy!r}")
 
     torch.set_num_threads(args.threads)
-    print(f"pyro_dgm {pyro_dgm.__version__}, pyro {pyro.__version__}, zuko {zuko.__version__}, "
-          f"torch {torch.__version__}, python {platform.python_version()}, "
-          f"{platform.machine()} {platform.system()}")
-    print(f"threads {torch.get_num_threads()}; seeds: networks/training {args.seed}, "
-          f"data {args.data_seed}; pyro validation {pyro.infer.util.is_validation_enabled()}")
-    print(f"networks: {args.layers} transforms, hidden {hidden(args)}; batch {args.batch_size}, "
-          f"Adam lr {args.lr}, clip norm {args.clip_norm} (Pyro: ClippedAdam, per parameter), "
-          f"patience {args.patience} epochs, budget {args.budget:g} s per contender")
-    print(f"data: toy_dataset(num_train={args.num_train}, num_validation={args.num_validation}, "
-          f"num_test={args.num_test}, seed={args.data_seed})")
+    print(
+        f"pyro_dgm {pyro_dgm.__version__}, pyro {pyro.__version__}, zuko {zuko.__version__}, "
+        f"torch {torch.__version__}, python {platform.python_version()}, "
+        f"{platform.machine()} {platform.system()}"
+    )
+    print(
+        f"threads {torch.get_num_threads()}; seeds: networks/training {args.seed}, "
+        f"data {args.data_seed}; pyro validation {pyro.infer.util.is_validation_enabled()}"
+    )
+    print(
+        f"networks: {args.layers} transforms, hidden {hidden(args)}; batch {args.batch_size}, "
+        f"Adam lr {args.lr}, clip norm {args.clip_norm} (Pyro: ClippedAdam, per parameter), "
+        f"patience {args.patience} epochs, budget {args.budget:g} s per contender"
+    )
+    print(
+        f"data: toy_dataset(num_train={args.num_train}, num_validation={args.num_validation}, "
+        f"num_test={args.num_test}, seed={args.data_seed})"
+    )
     # torch imports its compiler stack with the first optimizer (seconds): no contender's cost
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
     seed_all(args.seed)
     stack, _ = pyro_aaf(args)
-    print("Pyro AAF autoregressive orders per layer (random, seeded): "
-          f"{[p.arn.permutation.tolist() for p in stack.parts]}")
+    print(
+        "Pyro AAF autoregressive orders per layer (random, seeded): "
+        f"{[p.arn.permutation.tolist() for p in stack.parts]}"
+    )
 
     all_bugs: list[str] = []
     toys: dict[str, tuple[Tensor, list[Result]]] = {}
@@ -556,13 +661,19 @@ def main() -> None:
     for toy in args.toys:
         if args.timing_only:
             first_train = datasets.toy_dataset(
-                toy, num_train=args.num_train, num_validation=args.num_validation,
-                num_test=args.num_test, seed=args.data_seed,
+                toy,
+                num_train=args.num_train,
+                num_validation=args.num_validation,
+                num_test=args.num_test,
+                seed=args.data_seed,
             ).train
             break
         data = datasets.toy_dataset(
-            toy, num_train=args.num_train, num_validation=args.num_validation,
-            num_test=args.num_test, seed=args.data_seed,
+            toy,
+            num_train=args.num_train,
+            num_validation=args.num_validation,
+            num_test=args.num_test,
+            seed=args.data_seed,
         )
         first_train = data.train if first_train is None else first_train
         results = [

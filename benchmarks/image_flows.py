@@ -196,7 +196,9 @@ def run_pyro_dgm(
     pre: Preprocessing,
 ) -> tuple[Result, nn.Module]:
     flow = build_pyro_dgm_flow(kind, args)
-    pair_class = UniformDequantization if dequantization == "uniform" else VariationalDequantization
+    pair_class = (
+        UniformDequantization if dequantization == "uniform" else VariationalDequantization
+    )
     pair = pair_class(flow, data.num_levels, event_shape=SHAPE, alpha=args.alpha, name=kind)
     history = infer.fit(
         pair.model,
@@ -211,7 +213,9 @@ def run_pyro_dgm(
         progress=False,
     )
     with torch.no_grad():
-        bounds = infer.likelihood_bounds(pair.model, pair.guide, data.test, num_samples=(args.num_samples,), chunk_size=20)
+        bounds = infer.likelihood_bounds(
+            pair.model, pair.guide, data.test, num_samples=(args.num_samples,), chunk_size=20
+        )
     bits = {b.bound: b.bits_per_dim for b in bounds}
     name = f"pyro_dgm {'Glow' if kind == 'glow' else 'RealNVP'} + {dequantization}"
     result = Result(
@@ -363,7 +367,9 @@ def figure(pairs: dict[str, nn.Module], path: Path) -> None:
     from pyro_dgm import plots
 
     fig, axes = plt.subplots(1, len(pairs), figsize=(3.2 * len(pairs), 3.6))
-    for ax, (name, pair) in zip(list(axes) if len(pairs) > 1 else [axes], pairs.items(), strict=True):
+    for ax, (name, pair) in zip(
+        list(axes) if len(pairs) > 1 else [axes], pairs.items(), strict=True
+    ):
         torch.manual_seed(0)
         plots.image_grid(pair.sample(36), num_levels=17, ax=ax, title=name)
     fig.tight_layout()

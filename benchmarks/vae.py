@@ -81,8 +81,16 @@ def run_variant(
         vae.init_pseudo_inputs(data.train[idx])
     start = time.perf_counter()
     history = infer.fit(
-        vae.model, vae.guide, data, epochs=10**6, batch_size=args.batch_size, lr=args.lr,
-        patience=None, max_seconds=args.budget, progress=False, seed=args.seed,
+        vae.model,
+        vae.guide,
+        data,
+        epochs=10**6,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        patience=None,
+        max_seconds=args.budget,
+        progress=False,
+        seed=args.seed,
     )
     seconds = time.perf_counter() - start
     pyro.set_rng_seed(args.seed + 1)
@@ -147,7 +155,8 @@ def main() -> None:
             rows.append((data_name, name, r, r["nll"] / baseline))
             print(
                 f"  {data_name:10s} {name:16s} NLL {r['nll']:8.3f}  -ELBO {r['neg_elbo']:8.3f}  "
-                f"({r['epochs']} epochs, {r['seconds']:.0f} s)", flush=True,
+                f"({r['epochs']} epochs, {r['seconds']:.0f} s)",
+                flush=True,
             )
 
     k = args.num_samples

@@ -64,7 +64,9 @@ def test_fit_names_the_split_of_a_dataset() -> None:
         infer.fit(gaussian_model, empty_guide, data, epochs=1, progress=False)
 
 
-@pytest.mark.parametrize("helper", ["log_likelihood", "importance_log_likelihood", "evaluate_loss"])
+@pytest.mark.parametrize(
+    "helper", ["log_likelihood", "importance_log_likelihood", "evaluate_loss"]
+)
 @pytest.mark.parametrize("validation", [True, False])
 def test_likelihood_helpers_refuse_nan_data(helper: str, validation: bool) -> None:
     x = torch.randn(6)

@@ -331,8 +331,16 @@ def test_fit_validates_the_first_epoch_then_follows_validate(validate, later) ->
     spy = _ValidationSpy()
     x = torch.randn(40)
     assert pyro.infer.util.is_validation_enabled()  # conftest turns it on
-    infer.fit(spy.model, spy.guide, x, validation=None, epochs=3, batch_size=20,
-              progress=False, validate=validate)
+    infer.fit(
+        spy.model,
+        spy.guide,
+        x,
+        validation=None,
+        epochs=3,
+        batch_size=20,
+        progress=False,
+        validate=validate,
+    )
     # the parameter discovery run, the initial parameters' loss, then 2 steps per epoch
     first, rest = spy.seen[1:4], spy.seen[4:]
     assert first == [validate is not False] * 3
@@ -352,8 +360,16 @@ def test_fit_restores_validation_after_an_error_and_rejects_bad_values() -> None
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
-        infer.fit(model, lambda x: None, torch.randn(10), validation=None, epochs=2,
-                  batch_size=5, progress=False, validate=False)
+        infer.fit(
+            model,
+            lambda x: None,
+            torch.randn(10),
+            validation=None,
+            epochs=2,
+            batch_size=5,
+            progress=False,
+            validate=False,
+        )
     assert calls == [True, False, False]
     assert pyro.infer.util.is_validation_enabled()
     with pytest.raises(ValueError, match="validate must be"):
@@ -434,7 +450,13 @@ def test_fit_trains_a_pair_registered_every_way() -> None:
     data = torch.randn(256, 3) * 0.3 + torch.tensor([1.0, -1.0, 0.5])
     before = {n: p.detach().clone() for n, p in pair.named_parameters()}
     history = infer.fit(
-        pair.model, pair.guide, data, validation=None, epochs=30, batch_size=64, lr=0.05,
+        pair.model,
+        pair.guide,
+        data,
+        validation=None,
+        epochs=30,
+        batch_size=64,
+        lr=0.05,
         progress=False,
     )
     assert history.train_loss[-1] < history.train_loss[0] - 1.0
@@ -463,8 +485,14 @@ def test_fit_with_multi_tensor_kernels_takes_the_same_steps() -> None:
         pair = FlowModel(MAF(2, num_layers=2, hidden_dims=[8]))
         initial = torch.cat([p.detach().flatten() for p in pair.parameters()])
         infer.fit(
-            pair.model, pair.guide, data, validation=None, epochs=3, batch_size=64,
-            optimizer=optimizer, progress=False,
+            pair.model,
+            pair.guide,
+            data,
+            validation=None,
+            epochs=3,
+            batch_size=64,
+            optimizer=optimizer,
+            progress=False,
         )
         final.append(torch.cat([p.detach().flatten() for p in pair.parameters()]))
     assert torch.allclose(final[0], final[1], rtol=0, atol=1e-5)
