@@ -263,12 +263,13 @@ class TrainingRun:
             _restore(self.named, current)
             return
         when = self._last_good_label()
+        which = "the initial parameters" if self.epoch == 1 else f"the parameters of {when}"
         reason = " ".join(str(error).split())[:300]
         raise DivergenceError(
             f"training diverged at epoch {self.epoch}, step {self.history.steps + 1}: the "
-            f"pair produced invalid values from a batch that the parameters of {when} score "
-            f"(Pyro's validation: {reason}); parameters restored to {when}. Try a smaller lr "
-            f"(now {self.lr}) or clip_norm (now {self.clip_norm})."
+            f"pair produced invalid values from a batch that {which} score (Pyro's "
+            f"validation: {reason}); parameters restored to {when}. Try a smaller lr (now "
+            f"{self.lr}) or clip_norm (now {self.clip_norm})."
         ) from error
 
     # -- end of an epoch ----------------------------------------------------------------
