@@ -44,7 +44,7 @@ from pyro.nn import AutoRegressiveNN
 from torch import Tensor, nn
 
 import pyro_dgm
-from pyro_dgm import datasets, flows, image_flows, infer
+from pyro_dgm import datasets, flows, infer
 from pyro_dgm.distributions import DiscretizedLogisticMixture
 from pyro_dgm.models.dequantization import UniformDequantization, VariationalDequantization
 
@@ -130,9 +130,9 @@ def build_flow(kind: str, dim: int, args: argparse.Namespace) -> flows.Flow:
     # the multi-scale image flows on the 1x8x8 images (not flattened); --layers is the
     # number of couplings per stage (RealNVP) or steps per level (Glow)
     if kind == "image-realnvp":
-        return image_flows.RealNVP((1, 8, 8), 2, args.layers, args.hidden, num_blocks=1)
+        return flows.MultiScaleRealNVP((1, 8, 8), 2, args.layers, args.hidden, num_blocks=1)
     if kind == "image-glow":
-        return image_flows.Glow((1, 8, 8), 2, args.layers, args.hidden, num_blocks=1)
+        return flows.MultiScaleGlow((1, 8, 8), 2, args.layers, args.hidden, num_blocks=1)
     raise ValueError(f"--flow must be one of {FLOWS}, got {kind!r}")
 
 

@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 import pyro_dgm
 from pyro_dgm import datasets, infer
-from pyro_dgm.image_flows import Glow, MultiScaleFlow, RealNVP
+from pyro_dgm.flows import MultiScaleFlow, MultiScaleGlow, MultiScaleRealNVP
 from pyro_dgm.models import UniformDequantization, VariationalDequantization
 from pyro_dgm.transforms import LogitTransform
 
@@ -172,14 +172,14 @@ def timed_sampling(draw: Callable[[int], Tensor], num: int = 1000) -> float:
 
 def build_pyro_dgm_flow(kind: str, args: argparse.Namespace) -> MultiScaleFlow:
     if kind == "glow":
-        return Glow(
+        return MultiScaleGlow(
             SHAPE,
             num_levels=args.levels,
             num_steps=args.glow_steps,
             hidden_channels=args.hidden_channels,
             num_blocks=1,
         )
-    return RealNVP(
+    return MultiScaleRealNVP(
         SHAPE,
         num_levels=args.levels,
         num_steps=args.realnvp_steps,
