@@ -98,8 +98,11 @@ def test_pareto_k_special_values_and_bad_input() -> None:
 
 
 def test_heavy_tail_warning_names_the_points() -> None:
-    scales = torch.tensor([0.2, 0.95, 0.3, 1.2])  # true k: 0.96, 0.10, 0.91, < 0
+    scales = torch.tensor([0.1, 0.95, 0.1, 1.2])  # true k: 0.99, 0.10, 0.99, < 0
     model, guide = _prior_pair(scales)
+    # k-hat of a tail this heavy scatters by about 0.1 at K = 10,000: the draws are seeded
+    # here, so that the test does not hang on how many numbers were drawn before it
+    pyro.set_rng_seed(0)
     with pytest.warns(HeavyTailWarning, match=r"2 of 4 data points .*points \[0, 2\]"):
         est = infer.importance_log_likelihood(
             model, guide, torch.arange(4, dtype=F64), num_samples=10_000, chunk_size=5000

@@ -285,3 +285,34 @@ def test_a_resumed_run_takes_this_calls_learning_rate(tmp_path) -> None:
     infer.fit(gaussian_model, empty_guide, torch.randn(100, 2), lr=0.001, **kwargs)
     assert made[-1].param_groups[0]["lr"] == 0.001
     assert made[-1].state  # the moments were loaded
+
+
+def test_the_estimators_name_the_data_plate_rule_for_a_plate_elsewhere() -> None:
+    """Data of observations x groups x dims, the groups in a plate at dim -1 (Pyro's
+    flow-guide tutorial): the per-point estimators split the first dimension, so they
+    must say what they need instead of failing inside the model."""
+
+    def model(x: torch.Tensor) -> None:
+        with pyro.plate("groups", x.shape[1], dim=-1):
+            z = pyro.sample("z", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+            with pyro.plate("obs", x.shape[0], dim=-2):
+                pyro.sample("x", dist.Normal(z, 1.0).to_event(1), obs=x)
+
+    def guide(x: torch.Tensor) -> None:
+        loc = pyro.param("group_loc", torch.zeros(x.shape[1], 2))
+        with pyro.plate("groups", x.shape[1], dim=-1):
+            pyro.sample("z", dist.Normal(loc, 1.0).to_event(1))
+
+    x = torch.randn(5, 4, 2)
+    rule = r"site 'z' is not in a data plate of size 2 .*'groups' \(size 4, dim -1\).*outermost"
+    for estimator in (infer.importance_log_likelihood, infer.log_likelihood):
+        with pytest.raises(ValueError, match=rule):
+            estimator(model, guide, x)
+
+    def picky(x: torch.Tensor) -> None:  # a model that only takes the whole data set
+        if len(x) != 5:
+            raise RuntimeError(f"expected the 5 observations, got {len(x)}")
+        model(x)
+
+    with pytest.raises(ValueError, match=r"the pair failed on a batch of the first 2 .*outermost"):
+        infer.importance_log_likelihood(picky, guide, x)

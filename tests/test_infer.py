@@ -265,8 +265,9 @@ def test_importance_bound_rises_towards_the_exact_marginal() -> None:
         est = infer.importance_log_likelihood(model, guide, x, num_samples=k, chunk_size=256)
         assert est.bound == f"IWAE(K={k})" and est.log_weights.shape == (k, 300)
         gaps.append((exact - est.values).mean().item())
-    assert gaps[0] > gaps[1] > gaps[2] > -0.01  # a bound, tightening with K
-    assert gaps[2] < 0.01
+    # a bound, tightening with K (K = 10 and K = 1000 are within 0.01 nats: sampling noise)
+    assert gaps[0] > gaps[1] + 0.05 and gaps[1] > gaps[2] - 0.01
+    assert abs(gaps[2]) < 0.01
     # K = 1 is the ELBO, in closed form for this pair: q = N(0.3 x, 0.81)
     x64, v = x.double(), 0.81
     half_log_2pi = 0.5 * math.log(2 * math.pi)

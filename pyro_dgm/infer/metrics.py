@@ -112,7 +112,7 @@ def log_likelihood(
     data = as_data(data, "data")
     if num_particles < 1:
         raise ValueError(f"num_particles must be >= 1, got {num_particles}")
-    first = data.head(1)
+    first = data.head(2)  # two points: a data plate is told apart from a plate of size 1
     nesting = plate_nesting(model, guide, first)
     with torch.no_grad(), poutine.block():
         exact = not log_importance_weights(model, guide, first, 1, nesting)[1]
@@ -302,7 +302,7 @@ def importance_log_likelihood(
         )
     if isinstance(sites, str):
         sites = (sites,)
-    first = data.head(1)
+    first = data.head(2)  # two points: a data plate is told apart from a plate of size 1
     nesting = plate_nesting(model, guide, first)
     weights, exact = [], True
     draws: dict[str, list[Tensor]] = {name: [] for name in sites}

@@ -38,20 +38,52 @@ def sample_sites(trace: poutine.Trace) -> dict[str, dict]:
     }
 
 
+DATA_PLATE_RULE = (
+    "the per-point estimators split the data along its first dimension into batches; the "
+    "model and guide must put every sample site inside a plate over that dimension, of size "
+    'len(x), as their outermost plate (pyro.plate("data", len(x)))'
+)
+
+
 def plate_nesting(model: Callable, guide: Callable, batch: Batch | Tensor) -> int:
-    """How many vectorized plates deep the pair's sample sites go (one run of each)."""
+    """How many vectorized plates deep the pair's sample sites go, checked on ``batch``:
+    every sample site must sit in a plate over the batch's points, the outermost one.
+
+    Raises:
+        ValueError: When the pair fails on the batch, or a site is not in such a plate;
+            the message states the rule and names the plates found.
+    """
     batch = as_batch(batch)
-    with poutine.block(), torch.no_grad():
-        guide_trace = batch.call(poutine.trace(guide).get_trace)
-        model_trace = batch.call(poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace)
-    dims = [
-        -frame.dim
+    try:
+        with poutine.block(), torch.no_grad():
+            guide_trace = batch.call(poutine.trace(guide).get_trace)
+            replayed = poutine.replay(model, trace=guide_trace)
+            model_trace = batch.call(poutine.trace(replayed).get_trace)
+    except Exception as error:  # raised again, with the rule that explains it
+        first_line = (str(error).splitlines() or [type(error).__name__])[0]
+        raise ValueError(
+            f"the pair failed on a batch of the first {len(batch)} data point(s) "
+            f"({first_line}); "
+            f"{DATA_PLATE_RULE}. For data whose points are not along the first dimension "
+            "(e.g. groups in a plate at another position), move that dimension first."
+        ) from error
+    sites = [
+        (name, site)
         for trace in (guide_trace, model_trace)
-        for site in sample_sites(trace).values()
-        for frame in site["cond_indep_stack"]
-        if frame.vectorized
+        for name, site in sample_sites(trace).items()
     ]
-    return max(dims, default=0)
+    nesting = max(
+        (-f.dim for _, site in sites for f in site["cond_indep_stack"] if f.vectorized), default=0
+    )
+    for name, site in sites:
+        plates = [f for f in site["cond_indep_stack"] if f.vectorized]
+        if not any(-f.dim == nesting and f.size == len(batch) for f in plates):
+            found = ", ".join(f"{f.name!r} (size {f.size}, dim {f.dim})" for f in plates)
+            raise ValueError(
+                f"site {name!r} is not in a data plate of size {len(batch)} at dim {-nesting} "
+                f"(its plates: {found or 'none'}); {DATA_PLATE_RULE}"
+            )
+    return nesting
 
 
 def particle_traces(
