@@ -29,19 +29,26 @@ napoleon_google_docstring = True
 # and offline builds (PYRO_DGM_DOCS_OFFLINE or CI set) go without them, so a build with
 # warnings as errors (-W) does not depend on the network; local builds keep the links.
 OFFLINE = bool(os.environ.get("PYRO_DGM_DOCS_OFFLINE") or os.environ.get("CI"))
-intersphinx_mapping = {} if OFFLINE else {
-    "python": ("https://docs.python.org/3", None),
-    "torch": ("https://pytorch.org/docs/stable", None),
-    "pyro": ("https://docs.pyro.ai/en/stable", None),
-}
+intersphinx_mapping = (
+    {}
+    if OFFLINE
+    else {
+        "python": ("https://docs.python.org/3", None),
+        "torch": ("https://pytorch.org/docs/stable", None),
+        "pyro": ("https://docs.pyro.ai/en/stable", None),
+    }
+)
 nb_execution_mode = "off"  # notebooks keep their outputs; CI executes them with nbmake
 html_theme = "furo" if os.environ.get("PYRO_DGM_DOCS_THEME", "furo") == "furo" else "alabaster"
 html_title = f"pyro_dgm {version}"
-exclude_patterns = ["_build", "jupyter_execute"]  # myst-nb writes notebook outputs beside the build folder
+exclude_patterns = [
+    "_build",
+    "jupyter_execute",
+]  # myst-nb writes notebook outputs beside the build folder
 
 # the results page is generated from benchmarks/results/ at every build, never typed by hand
 sys.path.insert(0, str(Path(__file__).parent))
-from make_results import write_results  # noqa: E402
+from make_results import write_results
 
 write_results(Path(__file__).parent / "results.md")
 

@@ -49,7 +49,9 @@ def _header(text: str) -> list[str]:
 def _machine(folder: Path) -> str:
     readme = folder.parent / "README.md"
     text = readme.read_text() if readme.exists() else ""
-    found = re.search(rf"The\s+{re.escape(folder.name)}\s+runs\s+were\s+taken\s+on\s+([^.(]+)", text)
+    found = re.search(
+        rf"The\s+{re.escape(folder.name)}\s+runs\s+were\s+taken\s+on\s+([^.(]+)", text
+    )
     return " ".join(found.group(1).split()) if found else "see benchmarks/results/README.md"
 
 
@@ -61,12 +63,14 @@ def write_results(out: Path) -> Path:
     figures.mkdir(parents=True)
     parts = [
         "# Results\n",
-        "Every benchmark of `benchmarks/` prints pyro_dgm's figures beside its peers' (zuko, "
-        "Pyro's own flows, normflows, a raw PyTorch loop) from one run, on held-out test data. "
-        "This page is generated from `benchmarks/results/` by `docs/make_results.py`: each "
-        "output as the script printed it, the command that reproduces it and the machine it "
-        "ran on. Run the benchmarks on an idle machine; timings on a shared machine swing by "
-        "tens of percent.\n",
+        (
+            "Every benchmark of `benchmarks/` prints pyro_dgm's figures beside its peers' "
+            "(zuko, Pyro's own flows, normflows, a raw PyTorch loop) from one run, on held-out "
+            "test data. This page is generated from `benchmarks/results/` by "
+            "`docs/make_results.py`: each output as the script printed it, the command that "
+            "reproduces it and the machine it ran on. Run the benchmarks on an idle machine; "
+            "timings on a shared machine swing by tens of percent.\n"
+        ),
     ]
     for folder in sorted((p for p in RESULTS.iterdir() if p.is_dir()), reverse=True):
         parts.append(f"## Runs of {folder.name}\n\nMachine: {_machine(folder)}.\n")
