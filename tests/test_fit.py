@@ -316,3 +316,34 @@ def test_the_estimators_name_the_data_plate_rule_for_a_plate_elsewhere() -> None
 
     with pytest.raises(ValueError, match=r"the pair failed on a batch of the first 2 .*outermost"):
         infer.importance_log_likelihood(picky, guide, x)
+
+
+def test_the_report_says_whether_the_bound_has_converged_in_k() -> None:
+    x = torch.randn(200) * math.sqrt(2.0)  # z ~ N(0, 1), x | z ~ N(z, 1): p(x) = N(0, 2)
+
+    def narrow_guide(x: torch.Tensor) -> None:  # the posterior is N(x / 2, 1 / 2)
+        with pyro.plate("data", len(x)):
+            pyro.sample("z", dist.Normal(0.5 * x, 0.1))
+
+    good = infer.importance_log_likelihood(latent_model, latent_guide, x, num_samples=2000)
+    state = good.convergence()
+    assert state["num_samples"] == 2000 and state["converged"]
+    assert abs(state["moved_nats"]) < 0.05
+    assert "converged in K" in good.report() and "K=200 to K=2000" in good.report()
+
+    with pytest.warns(infer.HeavyTailWarning, match="has NOT converged in K"):
+        poor = infer.importance_log_likelihood(latent_model, narrow_guide, x, num_samples=200)
+    state = poor.convergence()
+    exact = dist.Normal(0.0, math.sqrt(2.0)).log_prob(x).mean().item()
+    assert not state["converged"] and state["moved_nats"] > 0
+    assert state["share_heavy_tailed"] > 0.5 and state["median_pareto_k"] > 0.7
+    assert poor.summary().nats < exact  # a lower bound, still moving
+    assert "not converged" in poor.report() and "use more samples" in poor.report()
+
+    pair = FlowModel(MAF(2, num_layers=1))
+    assert (
+        "exact"
+        in infer.importance_log_likelihood(
+            pair.model, pair.guide, torch.randn(5, 2), num_samples=3
+        ).report()
+    )

@@ -180,6 +180,64 @@ class PointwiseLogLikelihood:
         stderr = float(self.values.std() / math.sqrt(n)) if n > 1 else math.nan
         return LogLikelihood(float(self.values.mean()), stderr, self.bound, self.num_dims, n)
 
+    def convergence(self, threshold: float = 0.7) -> dict[str, float | int | bool]:
+        r"""How far to trust the bound, in numbers.
+
+        With :math:`K` draws, the bound of their first :math:`K/10` is computed too: the
+        IWAE bound's gap to :math:`\log p(x)` falls about as :math:`1/K` (Burda et al.,
+        2016), so if it moved by :math:`\Delta` from :math:`K/10` to :math:`K`, about
+        :math:`\Delta / 9` remain. ``converged`` is whether that remainder is below the
+        standard error of the mean estimate (more draws would not change it measurably)
+        and most points' weights have light tails (median :math:`\hat k` at most
+        ``threshold``): with heavier tails the :math:`1/K` rule does not hold and the
+        bound is not to be trusted at this :math:`K`.
+
+        Returns:
+            ``num_samples`` :math:`K`, ``share_heavy_tailed`` (points with
+            :math:`\hat k >` ``threshold``), ``median_pareto_k``, ``moved_nats`` (mean bound at
+            :math:`K` minus at :math:`K/10`), ``remaining_nats`` (:math:`\Delta / 9`),
+            ``stderr_nats`` and ``converged``.
+        """
+        k_draws = self.log_weights.shape[0]
+        tenth = max(1, k_draws // 10)
+        head = self.log_weights[:tenth]
+        at_tenth = head.logsumexp(0) - math.log(tenth)
+        moved = float((self.values - at_tenth).mean()) if k_draws > 1 else 0.0
+        stderr = self.summary().stderr
+        k_hat = self.pareto_k
+        defined = k_hat[~torch.isnan(k_hat)]
+        remaining = moved / 9 if k_draws > 1 else math.nan
+        median_k = float(defined.median()) if len(defined) else math.nan
+        light_tails = not median_k > threshold  # else the 1/K rule does not hold
+        return {
+            "num_samples": k_draws,
+            "share_heavy_tailed": float((k_hat > threshold).double().mean()),
+            "median_pareto_k": median_k,
+            "moved_nats": moved,
+            "remaining_nats": remaining,
+            "stderr_nats": stderr,
+            "converged": bool(self.bound == "exact" or (light_tails and remaining <= stderr)),
+        }
+
+    def report(self, threshold: float = 0.7) -> str:
+        """One line on the estimate: the bound, the tail check and convergence in :math:`K`."""
+        summary = self.summary()
+        if self.bound == "exact":
+            return f"{summary} (exact: no importance sampling)"
+        c = self.convergence(threshold)
+        verdict = (
+            "converged in K"
+            if c["converged"]
+            else f"not converged: about {c['remaining_nats']:.3f} nats per point remain at "
+            f"K={c['num_samples']}, above the standard error; use more samples"
+        )
+        return (
+            f"{summary}; k-hat > {threshold} at {100 * c['share_heavy_tailed']:.0f}% of the "
+            f"points (median {c['median_pareto_k']:.2f}); the bound moved "
+            f"{c['moved_nats']:+.3f} nats from K={max(1, c['num_samples'] // 10)} to "
+            f"K={c['num_samples']}: {verdict}"
+        )
+
 
 def pareto_k(log_weights: Tensor) -> Tensor:
     r"""The Pareto-smoothed importance sampling (PSIS) shape estimate :math:`\hat k` of
@@ -392,11 +450,15 @@ def _warn_heavy_tails(result: PointwiseLogLikelihood, threshold: float) -> None:
     if heavy:
         shown = ", ".join(map(str, heavy[:20])) + (", ..." if len(heavy) > 20 else "")
         k = result.pareto_k[heavy]
+        c = result.convergence(threshold)
+        state = "has converged in K" if c["converged"] else "has NOT converged in K"
         warnings.warn(
             f"{len(heavy)} of {len(result.values)} data points have heavy-tailed importance "
-            f"weights (PSIS k-hat > {threshold}, up to {float(k.max()):.2f}): points "
-            f"[{shown}]. Their log p(x) estimates are unreliable and the guide fits "
-            "their posteriors poorly; see PointwiseLogLikelihood.pareto_k.",
+            f"weights (PSIS k-hat > {threshold}, up to {float(k.max()):.2f}; median k-hat "
+            f"{c['median_pareto_k']:.2f}): points [{shown}]. Their log p(x) estimates are "
+            f"unreliable and the guide fits their posteriors poorly. The bound moved "
+            f"{c['moved_nats']:+.3f} nats per point from K={max(1, c['num_samples'] // 10)} "
+            f"to K={c['num_samples']} and {state} (PointwiseLogLikelihood.report()).",
             HeavyTailWarning,
             stacklevel=3,
         )
