@@ -347,3 +347,106 @@ def test_the_report_says_whether_the_bound_has_converged_in_k() -> None:
             pair.model, pair.guide, torch.randn(5, 2), num_samples=3
         ).report()
     )
+
+
+# -- regularisation -----------------------------------------------------------------------
+
+
+class _RecordingAdam(torch.optim.Adam):
+    """Adam that keeps a copy of the parameters after every step."""
+
+    def __init__(self, params, **kwargs) -> None:
+        super().__init__(params, **kwargs)
+        self.after: list[list[torch.Tensor]] = []
+
+    def step(self, closure=None):
+        out = super().step(closure)
+        self.after.append([p.detach().clone() for g in self.param_groups for p in g["params"]])
+        return out
+
+
+def test_ema_leaves_the_polyak_average_of_the_steps_in_place() -> None:
+    made: list[_RecordingAdam] = []
+
+    def adam(params, **kwargs):
+        made.append(_RecordingAdam(params, **kwargs))
+        return made[-1]
+
+    x = torch.randn(120, 2) + 1.0
+    infer.fit(gaussian_model, empty_guide, x, validation=None, epochs=3, batch_size=20,
+              lr=0.05, optimizer=adam, ema=0.9, progress=False)  # fmt: skip
+    steps = made[-1].after
+    # recompute independently: start at the initial values, decay min(0.9, (1+t)/(10+t))
+    start = [torch.zeros(2), torch.zeros(2)]  # gaussian_model's initial loc, log_scale
+    names = sorted(["loc", "log_scale"])
+    average = [s.clone() for s in start]
+    for t, after in enumerate(steps, start=1):
+        d = min(0.9, (1 + t) / (10 + t))
+        average = [d * a + (1 - d) * p for a, p in zip(average, after, strict=True)]
+    for name, value in zip(names, average, strict=True):
+        torch.testing.assert_close(pyro.param(name).detach(), value, atol=1e-6, rtol=1e-6)
+    assert not torch.allclose(pyro.param("loc").detach(), steps[-1][0])  # not the last step
+
+
+def test_ema_of_zero_decay_is_plain_training_and_resumes_from_its_average(tmp_path) -> None:
+    x = torch.randn(120, 2) + 1.0
+    kwargs = {"epochs": 2, "batch_size": 20, "lr": 0.05, "progress": False, "seed": 3}
+    infer.fit(gaussian_model, empty_guide, x, **kwargs)
+    plain = pyro.param("loc").detach().clone()
+    pyro.clear_param_store()
+    infer.fit(gaussian_model, empty_guide, x, ema=0.0, **kwargs)
+    torch.testing.assert_close(pyro.param("loc").detach(), plain)
+
+    pyro.clear_param_store()
+    path = tmp_path / "c.pt"
+    infer.fit(gaussian_model, empty_guide, x, ema=0.99, checkpoint=path, **kwargs)
+    saved = infer.load_checkpoint(path)
+    assert saved.averaged_params is not None and set(saved.averaged_params) == {"loc", "log_scale"}
+    with pytest.raises(ValueError, match="ema"):
+        infer.fit(gaussian_model, empty_guide, x, ema=1.0, **kwargs)
+
+
+def test_the_pair_is_evaluated_in_eval_mode() -> None:
+    class Pair(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = torch.nn.Sequential(torch.nn.Dropout(0.5), torch.nn.Linear(2, 2))
+            self.modes: list[tuple[bool, bool]] = []
+
+        def model(self, x: torch.Tensor) -> None:
+            pyro.module("pair", self)
+            self.modes.append((torch.is_grad_enabled(), self.training))
+            with pyro.plate("data", len(x)):
+                pyro.sample("x", dist.Normal(self.net(x), 1.0).to_event(1), obs=x)
+
+        def guide(self, x: torch.Tensor) -> None:
+            pass
+
+    pair = Pair()
+    infer.fit(pair.model, pair.guide, torch.randn(100, 2), epochs=2, progress=False)
+    assert pair.training  # back in training mode afterwards
+    steps = {training for grad, training in pair.modes if grad}
+    evaluations = {training for grad, training in pair.modes[1:] if not grad}
+    assert steps == {True} and evaluations == {False}
+
+
+def test_weight_decay_reaches_the_optimizer() -> None:
+    made: list[torch.optim.Optimizer] = []
+
+    def adamw(params, **kwargs):
+        made.append(torch.optim.AdamW(params, **kwargs))
+        return made[-1]
+
+    x = torch.randn(50, 2)
+    infer.fit(gaussian_model, empty_guide, x, epochs=1, weight_decay=0.1, optimizer=adamw,
+              progress=False)  # fmt: skip
+    assert made[-1].defaults["weight_decay"] == 0.1
+    with pytest.raises(ValueError, match="weight_decay: the optimizer 'plain' does not take it"):
+
+        def plain(params, lr):
+            return torch.optim.SGD(params, lr=lr)
+
+        infer.fit(gaussian_model, empty_guide, x, epochs=1, weight_decay=0.1, optimizer=plain,
+                  progress=False)  # fmt: skip
+    with pytest.raises(ValueError, match="weight_decay"):
+        infer.fit(gaussian_model, empty_guide, x, epochs=1, weight_decay=-1.0, progress=False)

@@ -34,6 +34,8 @@ class Checkpoint:
         history: The training history, if one was saved.
         metadata: Free-form metadata.
         best_params: The parameters of the best validation epoch, if saved.
+        averaged_params: The exponential moving average of the parameters (``fit``'s
+            ``ema``), if saved.
         params: The saved parameters (filled by :func:`read_checkpoint`; ``None``
             from :func:`load_checkpoint`, which copies them into the given ones).
     """
@@ -42,6 +44,7 @@ class Checkpoint:
     metadata: dict[str, Any]
     best_params: dict[str, Tensor] | None
     params: dict[str, Tensor] | None = None
+    averaged_params: dict[str, Tensor] | None = None
 
 
 def _store_params() -> dict[str, Tensor]:
@@ -56,6 +59,7 @@ def save_checkpoint(
     history: History | None = None,
     best_params: dict[str, Tensor] | None = None,
     metadata: dict[str, Any] | None = None,
+    averaged_params: dict[str, Tensor] | None = None,
 ) -> None:
     """Write parameters (by default all of Pyro's param store, unconstrained),
     the optimizer state, the history and metadata to ``path``, atomically."""
@@ -65,6 +69,11 @@ def save_checkpoint(
         "params": {name: p.detach().cpu() for name, p in params.items()},
         "best_params": (
             None if best_params is None else {n: p.detach().cpu() for n, p in best_params.items()}
+        ),
+        "averaged_params": (
+            None
+            if averaged_params is None
+            else {n: p.detach().cpu() for n, p in averaged_params.items()}
         ),
         "optimizer": None if optimizer is None else optimizer.state_dict(),
         "history": None if history is None else history.to_dict(),
@@ -139,6 +148,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         metadata=state.get("metadata", {}),
         best_params=_tensor_dict(path, state, "best_params", optional=True),
         params=_tensor_dict(path, state, "params", optional=False),
+        averaged_params=_tensor_dict(path, state, "averaged_params", optional=True),
     )
 
 
@@ -190,10 +200,13 @@ def load_checkpoint(
     params = _store_params() if params is None else params
     saved = _tensor_dict(path, state, "params", optional=False)
     best = _tensor_dict(path, state, "best_params", optional=True)
+    averaged = _tensor_dict(path, state, "averaged_params", optional=True)
     history = _history(path, state)
     _check_match(path, "parameter", saved, params)
     if best is not None:
         _check_match(path, "best parameter", best, params)
+    if averaged is not None:
+        _check_match(path, "averaged parameter", averaged, params)
     if optimizer is not None and state.get("optimizer") is not None:
         try:  # torch checks the groups before it changes anything
             optimizer.load_state_dict(state["optimizer"])
@@ -205,4 +218,9 @@ def load_checkpoint(
     with torch.no_grad():
         for name, p in params.items():
             p.copy_(saved[name])
-    return Checkpoint(history=history, metadata=state.get("metadata", {}), best_params=best)
+    return Checkpoint(
+        history=history,
+        metadata=state.get("metadata", {}),
+        best_params=best,
+        averaged_params=averaged,
+    )

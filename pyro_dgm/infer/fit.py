@@ -153,6 +153,8 @@ def fit(
     progress: bool = True,
     validate: str | bool = "first_epoch",
     divergence_margin: float | None = 1.0,
+    weight_decay: float = 0.0,
+    ema: float | None = None,
     device: torch.device | str | None = None,
     on_epoch_end: Callable[[History], None] | None = None,
 ) -> History:
@@ -232,6 +234,15 @@ def fit(
             Pyro's setting is restored when ``fit`` returns.
         divergence_margin: Nats per dimension of a data point by which an epoch's
             losses may exceed the lowest so far, or ``None`` for no check.
+        weight_decay: Passed to the optimizer (``torch.optim.AdamW`` decouples it from
+            the gradient, Loshchilov & Hutter, 2019; Adam adds it to the gradient).
+        ema: The decay :math:`d` of an exponential moving average of the parameters
+            (Polyak averaging, as the image-flow literature evaluates), e.g. ``0.999``:
+            :math:`\bar\theta \leftarrow d\,\bar\theta + (1 - d)\,\theta` after every step
+            (:math:`d` warmed up as :math:`\min(d, (1+t)/(10+t))`). Validation, the best
+            epoch's parameters and those ``fit`` leaves in place are the averaged ones;
+            ``None``: no averaging. The pair's modules are evaluated in ``eval()`` mode
+            either way (dropout off).
         device: Where to train, e.g. ``"cuda"`` (this process's GPU under torchrun)
             or ``"cpu"``; ``None``: where the pair's parameters are.
         on_epoch_end: Called (by rank 0) with the history after every epoch, once that
@@ -255,6 +266,13 @@ def fit(
         raise ValueError(f"validate must be 'first_epoch', True or False, got {validate!r}")
     if divergence_margin is not None:
         check_number(divergence_margin, "divergence_margin", positive=True)
+    check_number(weight_decay, "weight_decay", minimum=0.0)
+    if ema is not None:
+        check_number(ema, "ema", minimum=0.0, maximum=1.0)
+        if ema == 1.0:
+            raise ValueError(
+                "ema: expected a decay in [0, 1), got 1.0 (the average would never move)"
+            )
     owners = _owners(model, guide)
     device = _device(device, owners)
     group = process_group(device)
@@ -283,9 +301,18 @@ def fit(
             "PyroModule so that fit has something to train"
         )
     group.broadcast([*named.values(), *(b for m in owners for b in m.buffers())])
-    optim = build_optimizer(optimizer, list(named.values()), lr)
+    optim = build_optimizer(optimizer, list(named.values()), lr, weight_decay)
     run = TrainingRun(
-        objective, named, optim, group, clip_norm, lr, divergence_margin, first.x[0].numel()
+        objective,
+        named,
+        optim,
+        group,
+        clip_norm,
+        lr,
+        divergence_margin,
+        first.x[0].numel(),
+        ema=ema,
+        modules=tuple(owners),
     )
 
     # resume, or hold the first epoch to the initial parameters
@@ -334,8 +361,8 @@ def fit(
         else:
             history.stop_reason = "epochs"
 
-    if valid is not None and history.best_epoch:
-        run.restore_best()
+    if history.best_epoch and (valid is not None or ema is not None):
+        run.restore_best()  # the best epoch's, or without validation the averaged ones
     run.save(checkpoint)
     if on_epoch_end is not None and group.is_main:
         on_epoch_end(history)

@@ -147,10 +147,25 @@ def multi_tensor(params: list[Tensor]) -> bool | None:
 
 
 def build_optimizer(
-    optimizer: Callable[..., torch.optim.Optimizer], params: list[Tensor], lr: float
+    optimizer: Callable[..., torch.optim.Optimizer],
+    params: list[Tensor],
+    lr: float,
+    weight_decay: float = 0.0,
 ) -> torch.optim.Optimizer:
-    """``optimizer(params, lr=lr)``; torch's own optimizer classes get ``foreach``."""
+    """``optimizer(params, lr=lr)`` (and ``weight_decay=``, when it is not 0); torch's own
+    optimizer classes get ``foreach``."""
+    kwargs: dict[str, Any] = {"lr": lr}
+    if weight_decay:
+        kwargs["weight_decay"] = weight_decay
     builtin = isinstance(optimizer, type) and issubclass(optimizer, torch.optim.Optimizer)
     if builtin and "foreach" in inspect.signature(optimizer).parameters:
-        return optimizer(params, lr=lr, foreach=multi_tensor(params))
-    return optimizer(params, lr=lr)
+        kwargs["foreach"] = multi_tensor(params)
+    try:
+        return optimizer(params, **kwargs)
+    except TypeError as error:
+        if "weight_decay" not in kwargs:
+            raise
+        raise ValueError(
+            f"weight_decay: the optimizer {getattr(optimizer, '__name__', optimizer)!r} "
+            f"does not take it ({error}); pass a torch optimizer such as torch.optim.AdamW"
+        ) from error

@@ -6,13 +6,14 @@ history, the snapshots it may restore, and the process group it trains in.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm import tqdm  # plain tqdm: tqdm.auto warns in notebooks without ipywidgets
 
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -75,6 +76,10 @@ class TrainingRun:
         lr: The learning rate (named in error messages).
         divergence_margin: Nats per dimension, or ``None``.
         num_dims: Dimensions of one data point.
+        ema: The decay of an exponential moving average of the parameters (Polyak
+            averaging), or ``None``: with it, validation, the best parameters and the
+            parameters ``fit`` returns are the averaged ones.
+        modules: The pair's modules, put in ``eval()`` mode while it is evaluated.
     """
 
     def __init__(
@@ -87,8 +92,13 @@ class TrainingRun:
         lr: float,
         divergence_margin: float | None,
         num_dims: int,
+        ema: float | None = None,
+        modules: tuple[nn.Module, ...] = (),
     ) -> None:
         self.objective, self.named, self.optim, self.group = objective, named, optim, group
+        self.ema, self.modules = ema, modules
+        self.averaged = _snapshot(named) if ema is not None else None
+        self.ema_updates = 0
         self.params = list(named.values())
         self.clip_norm, self.lr = clip_norm, lr
         self.foreach = multi_tensor(self.params)
@@ -116,6 +126,10 @@ class TrainingRun:
         saved = load_checkpoint(checkpoint, params=self.named, optimizer=self.optim)
         for group in self.optim.param_groups:
             group["lr"] = self.lr
+        if self.averaged is not None:
+            start = saved.averaged_params if saved.averaged_params is not None else self.named
+            self.averaged = _snapshot(start)
+            self.ema_updates = saved.history.steps if saved.history is not None else 0
         self.history = saved.history or self.history
         self.last_good = _snapshot(self.named)
         history = self.history
@@ -139,11 +153,34 @@ class TrainingRun:
 
     # -- losses without gradients, summed over the processes ----------------------------
 
+    @contextlib.contextmanager
+    def evaluating(self) -> Iterator[None]:
+        """The pair as it is evaluated: its modules in ``eval()`` mode (dropout off), and
+        with ``ema``, the averaged parameters in place of the trained ones."""
+        modes = [m.training for m in self.modules]
+        live = _snapshot(self.named) if self.averaged is not None else None
+        try:
+            for m in self.modules:
+                m.eval()
+            if self.averaged is not None:
+                _restore(self.named, self.averaged)
+            yield
+        finally:
+            if live is not None:
+                _restore(self.named, live)
+            for m, mode in zip(self.modules, modes, strict=True):
+                m.train(mode)
+
+    def kept(self) -> dict[str, Tensor]:
+        """The parameters an epoch would keep: the averaged ones with ``ema``."""
+        return _snapshot(self.averaged if self.averaged is not None else self.named)
+
     def evaluate(self, batches: Iterator[Batch], where: str) -> float:
         """The loss per data point of ``batches`` (this process's share), over the group."""
         failed = 0.0
         try:
-            total, count = self.objective.loss_sums(batches)
+            with self.evaluating():
+                total, count = self.objective.loss_sums(batches)
         except Exception:
             if self.group.active:
                 self.group.sum([0.0, 0.0, 1.0])  # the others must not wait for this process
@@ -235,7 +272,19 @@ class TrainingRun:
                 f"(now {self.clip_norm})."
             )
         self.optim.step()
+        if self.averaged is not None:
+            self._average()
         return loss_sum, points, late
+
+    @torch.no_grad()
+    def _average(self) -> None:
+        """One step of the moving average, its decay warmed up as in TensorFlow's
+        ``ExponentialMovingAverage``: :math:`\\min(d, (1 + t) / (10 + t))`."""
+        self.ema_updates += 1
+        t = self.ema_updates
+        decay = min(self.ema, (1 + t) / (10 + t))
+        for name, p in self.named.items():
+            self.averaged[name].lerp_(p.detach(), 1.0 - decay)
 
     def _raise(self, batch: Batch, error: Exception | None) -> None:
         if error is None:
@@ -285,9 +334,10 @@ class TrainingRun:
         history.validation_loss.append(valid_loss)
         history.seconds.append(seconds)
         self.last_good = _snapshot(self.named)
+        kept = self.kept() if self.averaged is not None else self.last_good
         if not validated or valid_loss < self.best_loss:
             self.best_loss, history.best_epoch = valid_loss, epoch
-            self.best = self.last_good
+            self.best = kept
         # diverged: the training loss (and the validation loss, if any) far above its best
         train_far = self.train_guard.far_above(train_loss)
         if train_far and (not validated or self.valid_guard.far_above(valid_loss)):
@@ -309,7 +359,7 @@ class TrainingRun:
         lowest_train = self.train_guard.update(train_loss)
         lowest_valid = validated and self.valid_guard.update(valid_loss)
         if lowest_valid or (not validated and lowest_train):
-            self.lowest, self.lowest_label = self.last_good, f"epoch {epoch}"
+            self.lowest, self.lowest_label = kept, f"epoch {epoch}"
 
     def restore_best(self) -> None:
         _restore(self.named, self.best)
@@ -323,4 +373,5 @@ class TrainingRun:
                 optimizer=self.optim,
                 history=self.history,
                 best_params=self.best,
+                averaged_params=self.averaged,
             )

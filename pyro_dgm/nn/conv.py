@@ -13,17 +13,19 @@ must not do; the flows put ActNorm between layers instead.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..utils.checks import check_int
+from ..utils.checks import check_int, check_number
 
 __all__ = ["ConditionalCouplingConvNet", "ConvResNet", "CouplingConvNet"]
 
 
 class _ResidualBlock(nn.Module):
-    """``x + conv3x3(relu(conv3x3(relu(x))))`` at constant width (pre-activation)."""
+    """``x + conv3x3(dropout(relu(conv3x3(relu(x)))))`` at constant width (pre-activation;
+    dropout between the two convolutions, as in wide residual networks and Flow++)."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.body = nn.Sequential(
             nn.ReLU(),
@@ -31,9 +33,13 @@ class _ResidualBlock(nn.Module):
             nn.ReLU(),
             nn.Conv2d(channels, channels, 3, padding=1),
         )
+        self.dropout = dropout  # applied in forward: the state_dict keys do not depend on it
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.body(x)
+        if not self.dropout:
+            return x + self.body(x)
+        h = self.body[2](self.body[1](self.body[0](x)))
+        return x + self.body[3](F.dropout(h, self.dropout, self.training))
 
 
 class ConvResNet(nn.Module):
@@ -50,6 +56,8 @@ class ConvResNet(nn.Module):
         out_channels: Output channels.
         hidden_channels: Width of the residual blocks.
         num_blocks: Number of residual blocks (0 gives conv, ReLU, conv).
+        dropout: The dropout probability inside each residual block (``train()`` mode
+            only), a regulariser for small data.
 
     References:
         | Deep Residual Learning for Image Recognition (He et al., 2016)
@@ -62,16 +70,22 @@ class ConvResNet(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, hidden_channels: int = 64, num_blocks: int = 2
+        self,
+        in_channels: int,
+        out_channels: int,
+        hidden_channels: int = 64,
+        num_blocks: int = 2,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.in_channels = check_int(in_channels, "in_channels", 1)
+        dropout = check_number(dropout, "dropout", minimum=0.0, maximum=0.999)
         self.out_channels = check_int(out_channels, "out_channels", 1)
         check_int(hidden_channels, "hidden_channels", 1)
         check_int(num_blocks, "num_blocks", 0)
         self.net = nn.Sequential(
             nn.Conv2d(in_channels, hidden_channels, 3, padding=1),
-            *[_ResidualBlock(hidden_channels) for _ in range(num_blocks)],
+            *[_ResidualBlock(hidden_channels, dropout) for _ in range(num_blocks)],
             nn.ReLU(),
             nn.Conv2d(hidden_channels, out_channels, 3, padding=1),
         )
@@ -105,6 +119,7 @@ class CouplingConvNet(nn.Module):
         num_params: 2 (affine) or 1 (additive).
         hidden_channels: Width of the residual network.
         num_blocks: Number of residual blocks.
+        dropout: The dropout probability inside the residual blocks (``train()`` only).
 
     Example:
         >>> from pyro_dgm.transforms import checkerboard_mask
@@ -119,6 +134,7 @@ class CouplingConvNet(nn.Module):
         num_params: int = 2,
         hidden_channels: int = 64,
         num_blocks: int = 2,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if not isinstance(mask, Tensor) or mask.dim() != 3:
@@ -131,7 +147,9 @@ class CouplingConvNet(nn.Module):
         channels = mask.shape[0]
         self.num_params = num_params
         self.register_buffer("mask", mask.to(torch.get_default_dtype()))
-        self.resnet = ConvResNet(2 * channels, num_params * channels, hidden_channels, num_blocks)
+        self.resnet = ConvResNet(
+            2 * channels, num_params * channels, hidden_channels, num_blocks, dropout
+        )
 
     def forward(self, x_masked: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         mask = self.mask.to(x_masked.dtype).expand(*x_masked.shape[:-3], -1, -1, -1)
@@ -176,14 +194,19 @@ class ConditionalCouplingConvNet(CouplingConvNet):
         num_params: int = 2,
         hidden_channels: int = 64,
         num_blocks: int = 2,
+        dropout: float = 0.0,
     ) -> None:
-        super().__init__(mask, num_params, hidden_channels, num_blocks)
+        super().__init__(mask, num_params, hidden_channels, num_blocks, dropout)
         self.context_channels = check_int(context_channels, "context_channels", 1)
         channels, height, width = mask.shape
         self.context_shape = (context_channels, height, width)
         self.context_dim = context_channels * height * width
         self.resnet = ConvResNet(
-            2 * channels + context_channels, num_params * channels, hidden_channels, num_blocks
+            2 * channels + context_channels,
+            num_params * channels,
+            hidden_channels,
+            num_blocks,
+            dropout,
         )
 
     def forward(self, x_masked: Tensor, context: Tensor) -> Tensor | tuple[Tensor, Tensor]:

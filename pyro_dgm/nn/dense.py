@@ -6,9 +6,10 @@ import itertools
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..utils.checks import check_int
+from ..utils.checks import check_int, check_number
 
 __all__ = ["CouplingMLP"]
 
@@ -36,6 +37,9 @@ class CouplingMLP(nn.Module):
         num_outputs: How many vectors of size :math:`D` to return: a tuple of them
             if more than one, the tensor itself if one.
         context_dim: The size of a context concatenated to the input, or ``None``.
+        dropout: The dropout probability after each hidden activation (Srivastava et
+            al., 2014): a regulariser for small data, active in ``train()`` mode only,
+            so a flow's density is deterministic when evaluated in ``eval()`` mode.
         activation: The activation module's constructor.
 
     Example:
@@ -52,9 +56,11 @@ class CouplingMLP(nn.Module):
         num_outputs: int = 2,
         context_dim: int | None = None,
         activation: Callable[[], nn.Module] = nn.ReLU,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.input_dim = check_int(input_dim, "input_dim", 1)
+        self.dropout = check_number(dropout, "dropout", minimum=0.0, maximum=0.999)
         self.num_outputs = check_int(num_outputs, "num_outputs", 1)
         if context_dim is not None:
             check_int(context_dim, "context_dim", 1)
@@ -99,5 +105,12 @@ class CouplingMLP(nn.Module):
                     f"got {tuple(context.shape)}"
                 )
             x = torch.cat([x, context], dim=-1)
-        out = self.layers(x)
+        if self.dropout:  # after each activation; the layers' state_dict keys stay as they are
+            for i, layer in enumerate(self.layers):
+                x = layer(x)
+                if i % 2 == 1:
+                    x = F.dropout(x, self.dropout, self.training)
+            out = x
+        else:
+            out = self.layers(x)
         return out.chunk(self.num_outputs, dim=-1) if self.num_outputs > 1 else out
