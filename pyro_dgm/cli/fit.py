@@ -361,10 +361,11 @@ def report(
         "seed": config.seed,
         "versions": _versions(),
     }
-    model = f"{config.model} | label" if config.conditional else config.model
-    title = f"{model} on {data.name}: test NLL {-test.nats:.3f} nats ({test.bound})"
+    on = f"on {data.name}, given the label" if config.conditional else f"on {data.name}"
+    title = f"{config.model} {on}: test NLL {-test.nats:.3f} nats ({test.bound})"
     if discrete:
-        title = f"{model} on {config.data}: {test.bits_per_dim:.3f} bits/dim ({test.bound})"
+        on = on.replace(data.name, config.data, 1)
+        title = f"{config.model} {on}: {test.bits_per_dim:.3f} bits/dim ({test.bound})"
     figures = _figures(prepared, history, title)
     for name, fig in figures.items():
         save_figure(fig, folder / name)
