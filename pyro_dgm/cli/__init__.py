@@ -12,6 +12,7 @@ report; continue an interrupted run; evaluate a fitted run with the diagnostics.
 
 The package: :mod:`~pyro_dgm.cli.config` (the run's settings, :class:`RunConfig`),
 :mod:`~pyro_dgm.cli.build` (settings and data to a model/guide pair),
+:mod:`~pyro_dgm.cli.devices` (``--device``),
 :mod:`~pyro_dgm.cli.runs` (run folders on disk), :mod:`~pyro_dgm.cli.fit` and
 :mod:`~pyro_dgm.cli.evaluate` (the two commands). Every failure is one
 ``pyro-dgm: error: ...`` line on stderr with exit status 2; Ctrl-C exits with 130.
