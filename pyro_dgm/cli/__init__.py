@@ -224,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pyro-dgm`` command: the exit status (0 done, 1 a non-finite
     evaluation, 2 an error, 130 Ctrl-C)."""
     args = build_parser().parse_args(argv)
+    joined_before = _in_process_group()
     try:
         return args.handler(args)
     except RunInterrupted as interrupted:
@@ -235,12 +236,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError, FloatingPointError) as error:
         return report_error(error)
     finally:
-        _leave_process_group()
+        if not joined_before and _in_process_group():  # the group this command joined
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
 
 
-def _leave_process_group() -> None:
-    """Leave the torchrun group that a fit joined (each process on its own)."""
+def _in_process_group() -> bool:
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    return dist.is_available() and dist.is_initialized()
