@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = [
+    "class_image_samples_figure",
+    "class_points_figure",
+    "class_sequence_samples_figure",
     "density_2d",
     "density_samples_figure",
     "elbo_surgery_bars",
@@ -448,3 +451,104 @@ def latent_scatter_figure(
         ax.set_xlabel(axis_labels[0])
         ax.set_ylabel(axis_labels[1])
     return _finish(fig, None)
+
+
+# -- per class: the report of a class-conditional model ----------------------------------
+
+
+def _per_class(values: Tensor | np.ndarray, name: str, ndim: int) -> np.ndarray:
+    x = _numpy(values).astype(float)
+    if x.ndim != ndim:
+        raise ValueError(
+            f"{name}: expected one row per class, shape (K, n, ...) with {ndim} dimensions, "
+            f"got {x.shape}"
+        )
+    return x
+
+
+def class_image_samples_figure(
+    data: Tensor | np.ndarray,
+    samples: Tensor | np.ndarray,
+    *,
+    num_levels: int | None = None,
+    classes: Sequence[str] | None = None,
+    labels: tuple[str, str] = ("test data", "samples"),
+    title: str | None = None,
+) -> Figure:
+    """Data and a class-conditional model's samples side by side, one row per class
+    (made without pyplot).
+
+    Arguments:
+        data: Images of each class, ``(K, n, C, H, W)`` (e.g. test images per label).
+        samples: Samples given each class, ``(K, m, C, H, W)``.
+        num_levels: The number of levels of integer images.
+        classes: The names of the K classes (default ``0 ... K-1``), written left of
+            each row.
+    """
+    x, y = _per_class(data, "data", 5), _per_class(samples, "samples", 5)
+    if len(x) != len(y):
+        raise ValueError(f"samples: expected {len(x)} classes (those of data), got {len(y)}")
+    names = [str(k) for k in range(len(x))] if classes is None else list(classes)
+    if len(names) != len(x):
+        raise ValueError(f"classes: expected {len(x)} names, got {len(names)}")
+    k, height = len(x), x.shape[3]
+    width = 1.0 + 0.35 * (x.shape[1] + y.shape[1])
+    fig = _figure((max(6.0, width), 1.0 + 0.4 * k))
+    axes = fig.subplots(1, 2)
+    for ax, values, label in ((axes[0], x, labels[0]), (axes[1], y, labels[1])):
+        image_grid(
+            values.reshape(-1, *values.shape[2:]),
+            num_levels=num_levels,
+            ncols=values.shape[1],
+            ax=ax,
+            title=label,
+        )
+        for row, name in enumerate(names):  # at the middle of each row of the grid
+            ax.text(-1, 1 + row * (height + 1) + height / 2, name, ha="right", va="center")
+    return _finish(fig, title)
+
+
+def class_points_figure(
+    data: Tensor | np.ndarray,
+    data_labels: Tensor | np.ndarray | Sequence[int],
+    samples: Tensor | np.ndarray,
+    sample_labels: Tensor | np.ndarray | Sequence[int],
+    *,
+    title: str | None = None,
+) -> Figure:
+    """2-D data and a class-conditional model's samples, coloured by class, side by
+    side on the same axes' limits (made without pyplot)."""
+    fig = _figure((10.0, 4.5))
+    left, right = fig.subplots(1, 2, sharex=True, sharey=True)
+    latent_scatter(data, data_labels, ax=left, title="test data by class")
+    latent_scatter(samples, sample_labels, ax=right, title="samples given each class")
+    for ax in (left, right):
+        ax.set_xlabel("x[0]")
+        ax.set_ylabel("x[1]")
+    return _finish(fig, title)
+
+
+def class_sequence_samples_figure(
+    data: Tensor | np.ndarray,
+    samples: Tensor | np.ndarray,
+    *,
+    classes: Sequence[str] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Integer sequences of each class (grey) and a class-conditional model's samples
+    given it (coloured), one panel per class: ``(K, n, C, T)`` each, their first
+    channel (made without pyplot)."""
+    x, y = _per_class(data, "data", 4), _per_class(samples, "samples", 4)
+    if len(x) != len(y):
+        raise ValueError(f"samples: expected {len(x)} classes (those of data), got {len(y)}")
+    names = [str(k) for k in range(len(x))] if classes is None else list(classes)
+    fig = _figure((8.0, 0.9 * len(x) + 1.0))
+    axes = np.atleast_1d(fig.subplots(len(x), 1, sharex=True, sharey=True))
+    for ax, data_k, samples_k, name in zip(axes, x, y, names, strict=True):
+        ax.plot(data_k[:, 0].T, lw=1, color="0.6")
+        ax.plot(samples_k[:, 0].T, lw=1)
+        ax.set_ylabel(name, rotation=0, ha="right", va="center")
+        ax.set_yticks([])
+    axes[0].set_title("test data (grey) and samples given each class")
+    axes[-1].set_xlabel("position")
+    return _finish(fig, title)

@@ -29,6 +29,7 @@ from pyro_dgm.datasets import (
     toy_dataset,
     toy_entropy,
     toy_log_prob,
+    toy_with_labels,
     write_idx,
 )
 
@@ -66,6 +67,62 @@ def test_dataset_checks_levels() -> None:
     Dataset("ok", x, x, x, num_levels=4)
     with pytest.raises(ValueError, match=r"test: expected values in \[0, 2\]"):
         Dataset("bad", x[:, :1], x[:, :1], x[:, 1:], num_levels=3)
+
+
+def _labelled(n: tuple[int, int, int] = (4, 2, 3)) -> dict:
+    splits = {"train": torch.zeros(n[0], 2), "validation": torch.zeros(n[1], 2)}
+    splits["test"] = torch.zeros(n[2], 2)
+    labels = {f"{s}_labels": torch.arange(len(t)) % 3 for s, t in splits.items()}
+    return splits | labels
+
+
+def test_dataset_contexts_are_one_row_per_example_in_every_split() -> None:
+    args = _labelled()
+    context = {
+        f"{s}_context": torch.ones(len(args[s]), 5) for s in ("train", "validation", "test")
+    }
+    d = Dataset("x", **args, **context)
+    assert d.has_context and d.context_shape == (5,) and "context=(5,)" in repr(d)
+    x, c = d.split("validation")
+    assert x is d.validation and c is d.validation_context
+    assert Dataset("x", **args).split("test") is args["test"]  # no context: the tensor
+    for broken, match in [
+        ({"test_context": None}, "test_context: expected a context for every split"),
+        ({"train_context": torch.ones(3, 5)}, r"train_context: expected 4 rows .* got shape"),
+        ({"test_context": torch.ones(3, 4)}, r"test_context: expected rows of shape \(5,\)"),
+        ({"validation_context": torch.ones(2, 5).double()}, "dtype torch.float32"),
+        ({"train_context": [[1.0]] * 4}, "train_context: expected a torch.Tensor"),
+        ({"test_context": torch.full((3, 5), math.nan)}, "test_context: expected finite"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            Dataset("x", **args, **(context | broken))
+    with pytest.raises(ValueError, match="split: expected one of"):
+        d.split("training")
+
+
+def test_labels_become_a_one_hot_context() -> None:
+    d = digits()
+    conditional = d.with_label_context()
+    assert d.num_classes == 10 and d.train_context is None  # d itself is unchanged
+    for split in ("train", "validation", "test"):
+        labels, context = getattr(d, f"{split}_labels"), getattr(conditional, f"{split}_context")
+        assert context.shape == (len(labels), 10) and context.dtype == torch.float32
+        assert torch.equal(context.argmax(-1), labels) and torch.equal(
+            context.sum(-1), torch.ones(len(labels))
+        )
+        assert torch.equal(getattr(conditional, split), getattr(d, split))
+    assert torch.equal(conditional.test_labels, d.test_labels)
+    wider = d.with_label_context(num_classes=12, dtype=torch.float64)
+    assert wider.context_shape == (12,) and wider.train_context.dtype == torch.float64
+    with pytest.raises(ValueError, match=r"num_classes .*largest label, 9.*>= 10, got 5"):
+        d.with_label_context(num_classes=5)
+    with pytest.raises(ValueError, match="train_labels, validation_labels, test_labels: a label"):
+        toy_dataset("rings", num_train=10, num_validation=5, num_test=5).with_label_context()
+    args = _labelled()
+    with pytest.raises(ValueError, match="test_labels: expected integer labels"):
+        Dataset("x", **(args | {"test_labels": torch.zeros(3)})).with_label_context()
+    with pytest.raises(ValueError, match="validation_labels: expected labels >= 0"):
+        Dataset("x", **(args | {"validation_labels": -torch.ones(2).long()})).with_label_context()
 
 
 # ---------------------------------------------------------------------------
@@ -138,6 +195,40 @@ def test_toy_dataset_splits() -> None:
     assert not torch.equal(d.train, other.train)
     with pytest.raises(ValueError, match="num_test"):
         toy_dataset("pinwheel", num_test=-1)
+
+
+@pytest.mark.parametrize("name", TOY_NAMES)
+def test_toy_labels_are_the_components_the_points_were_drawn_from(name: str) -> None:
+    x, y = toy_with_labels(name, 4000, seed=2, dtype=torch.float64)
+    assert torch.equal(x, toy(name, 4000, seed=2, dtype=torch.float64))  # the same points
+    _, k = datasets.TOY_COMPONENTS[name]
+    assert y.dtype == torch.int64 and set(y.tolist()) == set(range(k))
+    # each label is the component that lies nearest: its points are where it is
+    if name == "eight_gaussians":
+        nearest = torch.round(torch.atan2(x[:, 1], x[:, 0]) / (math.pi / 4)) % 8
+    elif name == "rings":
+        nearest = torch.round(x.norm(dim=-1) / 0.75).clamp(1, 4) - 1
+    elif name == "checkerboard":
+        cell = torch.floor(x / 2) + 2  # columns and rows 0..3
+        nearest = 2 * cell[:, 0] + (cell[:, 1] >= 2).long()
+    elif name == "two_moons":  # distance to each noise-free half circle
+        upper = (x.norm(dim=-1) - 1).abs()
+        lower = ((x - torch.tensor([1.0, 0.5], dtype=x.dtype)).norm(dim=-1) - 1).abs()
+        nearest = (lower < upper).long()
+    elif name == "two_spirals":  # the spirals are point reflections of each other
+        nearest = None
+        assert torch.allclose(x[y == 0].mean(0), -x[y == 1].mean(0), atol=0.15)
+    else:  # pinwheel: arm k points along 2 pi k / 5 (turned by the rate)
+        angle = torch.atan2(-x[:, 1], x[:, 0]) - 0.25 * math.exp(1)
+        nearest = torch.round(angle / (2 * math.pi / 5)) % 5
+    if nearest is not None:
+        agree = (nearest.long() == y).double().mean().item()
+        # the Gaussians overlap (0.27% of points lie nearer a neighbour); the squares do not
+        assert agree > {"checkerboard": 0.99999, "eight_gaussians": 0.99}.get(name, 0.9), agree
+    d = toy_dataset(name, num_train=50, num_validation=20, num_test=30, seed=1, labels=True)
+    plain = toy_dataset(name, num_train=50, num_validation=20, num_test=30, seed=1)
+    assert torch.equal(d.test, plain.test) and d.test_labels.shape == (30,)
+    assert d.with_label_context().context_shape == (k,) or d.num_classes < k
 
 
 # ---------------------------------------------------------------------------
@@ -494,6 +585,11 @@ def test_mnist_from_tiny_files(tmp_path: Path) -> None:
     assert np.array_equal(d.test[:, 0].numpy(), arrays["t10k-images-idx3-ubyte"])
     assert np.array_equal(d.test_labels.numpy(), arrays["t10k-labels-idx1-ubyte"])
     assert len(mnist(tmp_path, validation_size=0).validation) == 0
+    conditional = d.with_label_context()  # the files' labels, one-hot
+    assert conditional.context_shape == (
+        1 + int(max(labels.max(), arrays["t10k-labels-idx1-ubyte"].max())),
+    )
+    assert torch.equal(conditional.test_context.argmax(-1), d.test_labels)
     with pytest.raises(
         ValueError,
         match=r"validation_size \(of 30 training images\): expected an int in \[0, 29\]",

@@ -121,3 +121,29 @@ def test_elbo_surgery_bars_hold_each_models_terms() -> None:
         plots.elbo_surgery_bars({"m": {"elbo": 1.0}})
     with pytest.raises(ValueError, match="at least one"):
         plots.elbo_surgery_bars({})
+
+
+def test_per_class_figures_put_each_class_in_its_row() -> None:
+    data = torch.randint(0, 17, (3, 4, 1, 8, 8))
+    samples = torch.randint(0, 17, (3, 5, 1, 8, 8))
+    fig = plots.class_image_samples_figure(data, samples, num_levels=17, classes=["a", "b", "c"])
+    left, right = fig.axes
+    canvas = np.asarray(right.images[0].get_array())
+    assert canvas.shape == (3 * 9 + 1, 5 * 9 + 1)  # a row per class, a column per draw
+    for k in range(3):
+        assert np.allclose(canvas[1 + 9 * k : 9 + 9 * k, 1:9], samples[k, 0, 0].numpy() / 16)
+    assert [t.get_text() for t in left.texts] == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="samples: expected 3 classes"):
+        plots.class_image_samples_figure(data, samples[:2])
+    with pytest.raises(ValueError, match=r"data: expected one row per class, shape \(K, n"):
+        plots.class_image_samples_figure(data[0], samples)
+    with pytest.raises(ValueError, match="classes: expected 3 names"):
+        plots.class_image_samples_figure(data, samples, classes=["a"])
+
+    points, labels = torch.randn(20, 2), torch.arange(20) % 2
+    fig = plots.class_points_figure(points, labels, torch.randn(10, 2), torch.arange(10) // 5)
+    assert [len(ax.collections) for ax in fig.axes] == [2, 2]  # one colour per class
+
+    sequences = torch.randint(0, 17, (4, 2, 1, 16))
+    fig = plots.class_sequence_samples_figure(sequences, sequences.flip(-1))
+    assert len(fig.axes) == 4 and all(len(ax.get_lines()) == 4 for ax in fig.axes)

@@ -84,13 +84,25 @@ class TestPosteriorFlowHarness(TransformHarness):
 F64 = torch.float64
 
 
-def _linear_vae(w: torch.Tensor, mu: torch.Tensor, sigma: float, enc_a: torch.Tensor,
-                enc_b: torch.Tensor, q_scale: torch.Tensor) -> VAE:
+def _linear_vae(
+    w: torch.Tensor,
+    mu: torch.Tensor,
+    sigma: float,
+    enc_a: torch.Tensor,
+    enc_b: torch.Tensor,
+    q_scale: torch.Tensor,
+) -> VAE:
     """p(z) = N(0, I), p(x|z) = N(Wz + mu, sigma^2 I); q(z|x) = N(A x + b, diag(q_scale^2))."""
     d, k = w.shape
     posterior, decoder = GaussianPosterior(d, k), nn.Linear(k, d)
-    vae = VAE(nn.Identity(), decoder, StandardNormalPrior(k), posterior,
-              GaussianLikelihood(d, scale=sigma), k).to(F64)
+    vae = VAE(
+        nn.Identity(),
+        decoder,
+        StandardNormalPrior(k),
+        posterior,
+        GaussianLikelihood(d, scale=sigma),
+        k,
+    ).to(F64)
     with torch.no_grad():
         decoder.weight.copy_(w)
         decoder.bias.copy_(mu)
@@ -171,12 +183,28 @@ def test_linear_vae_trained_with_fit_reaches_the_ppca_maximum_likelihood() -> No
     mle = -0.5 * (d * math.log(2 * math.pi) + eig[:k].log().sum() + (d - k) * noise.log() + d)
     assert abs(float(mle) - sklearn_mean) < 1e-3
 
-    vae = VAE(nn.Identity(), nn.Linear(k, d), StandardNormalPrior(k), GaussianPosterior(d, k),
-              GaussianLikelihood(d), k)
+    vae = VAE(
+        nn.Identity(),
+        nn.Linear(k, d),
+        StandardNormalPrior(k),
+        GaussianPosterior(d, k),
+        GaussianLikelihood(d),
+        k,
+    )
     loss = Trace_ELBO(num_particles=16, vectorize_particles=True, max_plate_nesting=1)
     for lr, epochs in ((0.05, 150), (0.005, 100)):
-        infer.fit(vae.model, vae.guide, x, validation=None, epochs=epochs, batch_size=n, lr=lr,
-                  patience=None, progress=False, loss=loss)
+        infer.fit(
+            vae.model,
+            vae.guide,
+            x,
+            validation=None,
+            epochs=epochs,
+            batch_size=n,
+            lr=lr,
+            patience=None,
+            progress=False,
+            loss=loss,
+        )
     elbo = infer.log_likelihood(vae.model, vae.guide, x, num_particles=20)
     iw = infer.importance_log_likelihood(vae.model, vae.guide, x, num_samples=500).summary()
     assert mle - 0.1 < elbo.nats < iw.nats + 0.01
@@ -204,10 +232,18 @@ def _data_for(likelihood: str, y: torch.Tensor) -> torch.Tensor:
 
 def _tiny(prior: str, posterior: str, likelihood: str, **kwargs: object) -> VAE:
     options: dict[str, object] = {
-        "latent_dim": 4, "prior": prior, "posterior": posterior, "likelihood": likelihood,
-        "num_levels": 17 if likelihood.startswith("discretized") else None, "channels": 4,
-        "context_dim": 8, "prior_layers": 2, "posterior_steps": 2, "flow_hidden_dims": [8],
-        "num_pseudo_inputs": 3, "num_components": 2,
+        "latent_dim": 4,
+        "prior": prior,
+        "posterior": posterior,
+        "likelihood": likelihood,
+        "num_levels": 17 if likelihood.startswith("discretized") else None,
+        "channels": 4,
+        "context_dim": 8,
+        "prior_layers": 2,
+        "posterior_steps": 2,
+        "flow_hidden_dims": [8],
+        "num_pseudo_inputs": 3,
+        "num_components": 2,
     }
     options.update(kwargs)
     return VAE.for_images((1, 8, 8), **options)
@@ -221,8 +257,9 @@ def test_every_combination_trains_through_fit(
 ) -> None:
     x = _data_for(likelihood, digits.train[:16])
     vae = _tiny(prior, posterior, likelihood)
-    history = infer.fit(vae.model, vae.guide, x, validation=None, epochs=1, batch_size=16,
-                        progress=False)
+    history = infer.fit(
+        vae.model, vae.guide, x, validation=None, epochs=1, batch_size=16, progress=False
+    )
     assert history.steps == 1 and math.isfinite(history.train_loss[0])
 
     vae.zero_grad()
@@ -231,8 +268,9 @@ def test_every_combination_trains_through_fit(
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
         assert p.grad.abs().sum() > 0, f"zero gradient in {name}"
 
-    result = infer.importance_log_likelihood(vae.model, vae.guide, x[:3], num_samples=4,
-                                             chunk_size=2)
+    result = infer.importance_log_likelihood(
+        vae.model, vae.guide, x[:3], num_samples=4, chunk_size=2
+    )
     assert result.log_weights.shape == (4, 3) and torch.isfinite(result.values).all()
     if likelihood != "gaussian":  # a probability mass: log P(x) <= 0
         assert (result.values < 0).all()
@@ -281,27 +319,35 @@ def test_flow_posteriors_broadcast_over_particles(posterior: str) -> None:
             for k in range(6):
                 yk = t._call(z0[k])
                 assert torch.allclose(yk, y[k], atol=1e-6)
-                assert torch.allclose(t.log_abs_det_jacobian(z0[k], t(z0[k])), ladj[k],
-                                      atol=1e-5)
+                assert torch.allclose(t.log_abs_det_jacobian(z0[k], t(z0[k])), ladj[k], atol=1e-5)
     q = post(h).expand((6, 5))
     z = q.rsample()
     assert z.shape == (6, 5, 4) and torch.isfinite(q.log_prob(z)).all()
 
 
 def test_mnist_sized_images_and_vectors() -> None:
-    vae = VAE.for_images((1, 28, 28), latent_dim=3, channels=4, context_dim=8,
-                         posterior="iaf", prior="vamp", num_pseudo_inputs=2)
+    vae = VAE.for_images(
+        (1, 28, 28),
+        latent_dim=3,
+        channels=4,
+        context_dim=8,
+        posterior="iaf",
+        prior="vamp",
+        num_pseudo_inputs=2,
+    )
     x = torch.randint(0, 2, (2, 1, 28, 28))
     assert vae.decoder(torch.randn(7, 2, 3)).shape == (7, 2, 1, 28, 28)
     assert torch.isfinite(Trace_ELBO().differentiable_loss(vae.model, vae.guide, x))
     assert vae.num_dims == 784
 
     pyro.clear_param_store()
-    vec = VAE.for_vectors(6, latent_dim=2, hidden_dims=[16, 8], prior="flow",
-                          posterior="sylvester")
+    vec = VAE.for_vectors(
+        6, latent_dim=2, hidden_dims=[16, 8], prior="flow", posterior="sylvester"
+    )
     assert vec.posterior(torch.randn(4, 6)).batch_shape == (4,)
-    assert torch.isfinite(Trace_ELBO().differentiable_loss(vec.model, vec.guide,
-                                                           torch.randn(4, 6)))
+    assert torch.isfinite(
+        Trace_ELBO().differentiable_loss(vec.model, vec.guide, torch.randn(4, 6))
+    )
     assert vec.sample(3).shape == (3, 6)
 
 
@@ -327,8 +373,9 @@ def test_likelihoods_against_direct_formulas() -> None:
 
     logits, b = torch.randn(3, 6), torch.randint(0, 2, (3, 6)).float()
     bern = BernoulliLikelihood(6)(logits).log_prob(b)
-    expected = (b * nn.functional.logsigmoid(logits)
-                + (1 - b) * nn.functional.logsigmoid(-logits)).sum(-1)
+    expected = (
+        b * nn.functional.logsigmoid(logits) + (1 - b) * nn.functional.logsigmoid(-logits)
+    ).sum(-1)
     assert torch.allclose(bern, expected)
 
     gauss = GaussianLikelihood(6, init_scale=0.3)
@@ -340,7 +387,8 @@ def test_likelihoods_against_direct_formulas() -> None:
     assert torch.allclose(
         predicted(torch.cat([logits, eta.reshape(3, -1)[:, :6]], -1)).log_prob(x),
         dist.Normal(logits, nn.functional.softplus(eta.reshape(3, -1)[:, :6]) + 1e-3)
-        .log_prob(x).sum(-1),
+        .log_prob(x)
+        .sum(-1),
     )
 
 
@@ -360,8 +408,9 @@ def test_vamp_prior_is_the_mixture_of_gaussian_stages_at_the_pseudo_inputs(
     assert torch.allclose(prior().log_prob(z), expected, atol=1e-5)
     if posterior == "gaussian":  # the components are then the posteriors themselves
         q = vae.variational(vae.encoder(prior.pseudo_inputs))
-        assert torch.allclose(q.log_prob(z[:, None]).logsumexp(-1) - math.log(3),
-                              expected, atol=1e-5)
+        assert torch.allclose(
+            q.log_prob(z[:, None]).logsumexp(-1) - math.log(3), expected, atol=1e-5
+        )
 
 
 def test_prior_and_posterior_taken_into_a_model_of_ones_own(digits: datasets.Dataset) -> None:
@@ -393,11 +442,11 @@ def test_prior_and_posterior_taken_into_a_model_of_ones_own(digits: datasets.Dat
         pyro.module("vae", vae)
         with pyro.plate("data", len(x)):
             z = pyro.sample("z", vae.prior())
-            pyro.sample("x", dist.Bernoulli(logits=head(z)).to_event(1),
-                        obs=x.flatten(1).float())
+            pyro.sample("x", dist.Bernoulli(logits=head(z)).to_event(1), obs=x.flatten(1).float())
 
-    history = infer.fit(my_model, guide, x, validation=None, epochs=2, batch_size=8,
-                        progress=False)
+    history = infer.fit(
+        my_model, guide, x, validation=None, epochs=2, batch_size=8, progress=False
+    )
     assert all(math.isfinite(v) for v in history.train_loss)
     vae.zero_grad()
     Trace_ELBO().differentiable_loss(my_model, guide, x).backward()
@@ -415,9 +464,7 @@ def test_data_size_scales_every_site_and_fit_passes_it(digits: datasets.Dataset)
     x = _data_for("discretized_logistic", digits.train[:10])
     vae = _tiny("vamp", "planar", "discretized_logistic")
     guide_trace = poutine.trace(vae.guide).get_trace(x, data_size=60)
-    scaled = poutine.trace(poutine.replay(vae.model, trace=guide_trace)).get_trace(
-        x, data_size=60
-    )
+    scaled = poutine.trace(poutine.replay(vae.model, trace=guide_trace)).get_trace(x, data_size=60)
     plain = poutine.trace(poutine.replay(vae.model, trace=guide_trace)).get_trace(x)
     assert guide_trace.nodes["z"]["scale"] == 6.0
     assert scaled.nodes["z"]["scale"] == 6.0 and scaled.nodes["x"]["scale"] == 6.0
@@ -500,11 +547,23 @@ def test_bad_arguments_are_refused_with_a_named_error() -> None:
     with pytest.raises(ValueError, match="kl_weight"):
         VAE.for_vectors(4, kl_weight=-1.0)
     with pytest.raises(ValueError, match="event shape"):
-        VAE(nn.Identity(), nn.Linear(3, 4), StandardNormalPrior(2), GaussianPosterior(4, 3),
-            GaussianLikelihood(4), latent_dim=3)
+        VAE(
+            nn.Identity(),
+            nn.Linear(3, 4),
+            StandardNormalPrior(2),
+            GaussianPosterior(4, 3),
+            GaussianLikelihood(4),
+            latent_dim=3,
+        )
     with pytest.raises(ValueError, match="likelihood must be a Likelihood"):
-        VAE(nn.Identity(), nn.Linear(2, 4), StandardNormalPrior(2), GaussianPosterior(4, 2),
-            "gaussian", latent_dim=2)
+        VAE(
+            nn.Identity(),
+            nn.Linear(2, 4),
+            StandardNormalPrior(2),
+            GaussianPosterior(4, 2),
+            "gaussian",
+            latent_dim=2,
+        )
     with pytest.raises(ValueError, match="init must have shape"):
         VampPrior(nn.Identity(), GaussianPosterior(4, 2), 3, (4,), init=torch.zeros(2, 4))
     with pytest.raises(ValueError, match="kind must be one of"):
@@ -515,8 +574,10 @@ def test_bad_arguments_are_refused_with_a_named_error() -> None:
 
 def test_a_param_store_holding_another_vae_under_the_same_name_is_refused() -> None:
     x = torch.randint(0, 2, (3, 1, 8, 8))
-    first, second = _tiny("normal", "gaussian", "bernoulli"), _tiny("normal", "gaussian",
-                                                                     "bernoulli")
+    first, second = (
+        _tiny("normal", "gaussian", "bernoulli"),
+        _tiny("normal", "gaussian", "bernoulli"),
+    )
     first.model(x)
     with pytest.raises(ValueError, match="clear_param_store"):
         second.model(x)
@@ -542,3 +603,53 @@ def test_pseudo_inputs_start_from_data_points(digits: datasets.Dataset) -> None:
         vae.init_pseudo_inputs(digits.train[:4])
     with pytest.raises(ValueError, match="not a VampPrior"):
         _tiny("flow", "gaussian", "bernoulli", name="other").init_pseudo_inputs(digits.train[:3])
+
+
+# -- conditional VAE ---------------------------------------------------------------------
+
+
+def test_a_conditional_vae_models_x_given_its_label(digits: datasets.Dataset) -> None:
+    """q(z | x, c) and p(x | z, c) see the label: after a short fit on (x, one-hot label),
+    the test ELBO with the true labels is clearly above the ELBO with shifted labels."""
+    data = digits.with_label_context()
+    vae = VAE.for_images(
+        (1, 8, 8), latent_dim=4, likelihood="discretized_logistic", num_levels=17,
+        channels=8, context_dim=32, condition_dim=10,
+    )  # fmt: skip
+    infer.fit(vae.model, vae.guide, data, epochs=6, lr=3e-3, progress=False, seed=0)
+    x, c = data.split("test")
+    true = infer.log_likelihood(vae.model, vae.guide, (x, c), num_particles=4).nats
+    wrong = infer.log_likelihood(vae.model, vae.guide, (x, c.roll(1, -1)), num_particles=4)
+    assert true > wrong.nats + 2.0, (true, wrong.nats)  # nats per image
+    draws = vae.sample(3, torch.eye(10))
+    assert draws.shape == (3, 10, 1, 8, 8) and 0 <= draws.min() and draws.max() <= 16
+    assert vae.reconstruct(x[:5], c[:5]).shape == (5, 1, 8, 8)
+    # the importance-weighted bound takes (x, context) batches too, particles broadcast
+    iwae = infer.importance_log_likelihood(
+        vae.model, vae.guide, (x[:20], c[:20]), num_samples=8, pareto_k_threshold=None
+    )
+    assert iwae.values.shape == (20,) and torch.isfinite(iwae.values).all()
+
+
+def test_conditional_vae_shapes_and_errors() -> None:
+    vae = VAE.for_vectors(3, latent_dim=2, hidden_dims=[8], condition_dim=4, posterior="iaf")
+    assert vae.decoder.latent_dim == 2 + 4 and vae.condition_dim == 4
+    x, c = torch.randn(5, 3), torch.eye(4)[torch.tensor([0, 1, 2, 3, 0])]
+    Trace_ELBO().differentiable_loss(vae.model, vae.guide, x, c).backward()
+    assert vae.sample(7, c[:2]).shape == (7, 2, 3)
+    assert vae.posterior(x, c).batch_shape == (5,)
+    for call, match in [
+        (lambda: vae.model(x), r"conditional \(condition_dim=4\): expected a floating tensor"),
+        (lambda: vae.guide(x, c[:3]), r"context: expected shape \(5, 4\), got \(3, 4\)"),
+        (lambda: vae.model(x, c.long()), "got Tensor of dtype torch.int64"),
+        (lambda: vae.sample(2, torch.zeros(3)), r"expected shape \(..., 4\), got \(3,\)"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            call()
+    plain = VAE.for_vectors(3, latent_dim=2, hidden_dims=[8])
+    with pytest.raises(ValueError, match="built without condition_dim"):
+        plain.model(x, c)
+    with pytest.raises(ValueError, match="prior='vamp' mixes the posterior"):
+        VAE.for_vectors(3, prior="vamp", condition_dim=4)
+    with pytest.raises(ValueError, match="condition_dim: expected an int >= 1, got 0"):
+        VAE.for_images((1, 8, 8), condition_dim=0)

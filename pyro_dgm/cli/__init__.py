@@ -7,9 +7,12 @@ report; continue an interrupted run; evaluate a fitted run with the diagnostics.
     $ pyro-dgm fit --data rings --model maf --epochs 50 --out runs/rings
     $ pyro-dgm fit --resume runs/rings         # after Ctrl-C: continue from the last epoch
     $ pyro-dgm evaluate runs/rings             # diagnostics (k-hat, ELBO surgery, ArviZ)
+    $ pyro-dgm fit --data digits --model pixelcnn --conditional   # p(x | label)
+    $ torchrun --nproc_per_node=4 -m pyro_dgm.cli fit --data digits --model pixelcnn
 
 The package: :mod:`~pyro_dgm.cli.config` (the run's settings, :class:`RunConfig`),
 :mod:`~pyro_dgm.cli.build` (settings and data to a model/guide pair),
+:mod:`~pyro_dgm.cli.devices` (``--device``),
 :mod:`~pyro_dgm.cli.runs` (run folders on disk), :mod:`~pyro_dgm.cli.fit` and
 :mod:`~pyro_dgm.cli.evaluate` (the two commands). Every failure is one
 ``pyro-dgm: error: ...`` line on stderr with exit status 2; Ctrl-C exits with 130.
@@ -135,6 +138,21 @@ def _add_fit_parser(commands: argparse._SubParsersAction) -> None:
     )
     _given(vae, "--kl-weight", type=float, help="beta after warm-up (default 1: the ELBO)")
     _given(vae, "--warmup-steps", type=int, help="steps of linear KL warm-up (default 0)")
+    _given(
+        fit,
+        "--conditional",
+        action="store_true",
+        help="model the data given their class label, p(x | c), with the one-hot label as "
+        "context (digits, digit_sequences: the digit; toys: the component); pixelcnn, "
+        "wavenet, vae, and the vector flows maf, iaf, realnvp, nice, glow on the toys; the "
+        "report shows samples per class",
+    )
+    _given(
+        fit,
+        "--device",
+        help="where to train, evaluate and sample: cpu, cuda (under torchrun: each "
+        "process's LOCAL_RANK GPU), cuda:N, mps (default: cuda if available, else cpu)",
+    )
     _given(fit, "--seed", type=int, help=f"default {d.seed}")
     run = fit.add_argument_group("the run folder")
     run.add_argument(
@@ -155,7 +173,8 @@ def _add_fit_parser(commands: argparse._SubParsersAction) -> None:
         default=None,
         metavar="DIR",
         help="continue the run in DIR with its settings (DIR/config.json) up to its epochs "
-        "(or a new total --epochs, --max-seconds), then report it",
+        "(or a new total --epochs, --max-seconds; another --device), then report it, on "
+        "any number of torchrun processes",
     )
     fit.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     fit.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -182,13 +201,18 @@ def _epochs(metrics: dict) -> str:
 
 
 def fit_command(args: argparse.Namespace) -> int:
-    """``pyro-dgm fit``: run, print a one-line summary, return the exit status."""
+    """``pyro-dgm fit``: run, print a one-line summary (rank 0 of a torchrun group; the
+    other ranks print nothing), return the exit status."""
     metrics = run_fit(args)
+    if metrics is None:  # another rank of a torchrun group: rank 0 reports
+        return 0
     entropy, bpd = metrics["data_entropy_nats"], metrics["test_bits_per_dim"]
     floor = f" (data entropy {entropy:.3f})" if entropy is not None else ""
     floor += f", {bpd:.4f} bits/dim" if bpd is not None else ""
+    given = " given the label" if metrics.get("conditional") else ""
     print(
-        f"{metrics['model']} on {metrics['data']}: test NLL {metrics['test_nll_nats']:.4f} "
+        f"{metrics['model']} on {metrics['data']}{given}: test NLL "
+        f"{metrics['test_nll_nats']:.4f} "
         f"± {metrics['test_nll_stderr']:.4f} nats ({metrics['bound']}){floor}, "
         f"{_epochs(metrics)} in {metrics['train_seconds']:.1f} s; "
         f"report in {metrics['out']}/"
@@ -200,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pyro-dgm`` command: the exit status (0 done, 1 a non-finite
     evaluation, 2 an error, 130 Ctrl-C)."""
     args = build_parser().parse_args(argv)
+    joined_before = _in_process_group()
     try:
         return args.handler(args)
     except RunInterrupted as interrupted:
@@ -210,3 +235,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (ValueError, OSError, RuntimeError, FloatingPointError) as error:
         return report_error(error)
+    finally:
+        if not joined_before and _in_process_group():  # the group this command joined
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _in_process_group() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()

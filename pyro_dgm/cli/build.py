@@ -16,6 +16,12 @@ What ``--num-layers`` (``num_layers``) counts, per kind of model:
 - ``vae``: the default of ``prior_layers`` (a flow prior) and ``posterior_steps``
   (a flow posterior);
 - ``pixelcnn``: gated blocks; ``wavenet``: dilated layers.
+
+A ``conditional`` run models :math:`p(x \mid c)` with the one-hot class label as the
+context :math:`c` (:func:`load_data` attaches it): the autoregressive models, the VAE
+(not with the VampPrior) and the vector flows :data:`CONDITIONAL_FLOWS` on continuous
+data (the toys' labels are their components). The flows on discrete data go through a
+dequantization, whose density takes no context, so they refuse it.
 """
 
 from __future__ import annotations
@@ -32,14 +38,17 @@ from ..utils.zuko_import import import_zuko
 from .config import RunConfig
 
 __all__ = [
+    "CONDITIONAL_FLOWS",
     "FLOW_BUILDERS",
     "IMAGE_FLOW_BUILDERS",
     "architecture",
     "build_pair",
     "is_latent_variable_model",
+    "load_data",
     "model_kind",
     "resolve_config",
     "run_name",
+    "split_args",
 ]
 
 
@@ -52,17 +61,53 @@ def _zuko_flow(name: str, dim: int, settings: Any) -> flows.Flow:
 
 
 #: ``--model`` name to a vector flow ``(dim, settings) -> Flow`` (``settings`` has
-#: ``num_layers`` and ``hidden``).
-FLOW_BUILDERS: dict[str, Callable[[int, Any], flows.Flow]] = {
-    "maf": lambda dim, a: flows.MAF(dim, a.num_layers, [a.hidden] * 2),
-    "iaf": lambda dim, a: flows.IAF(dim, a.num_layers, [a.hidden] * 2),
+#: ``num_layers`` and ``hidden``); those of :data:`CONDITIONAL_FLOWS` also take
+#: ``context_dim`` (a conditional flow).
+FLOW_BUILDERS: dict[str, Callable[..., flows.Flow]] = {
+    "maf": lambda dim, a, context_dim=None: flows.MAF(
+        dim, a.num_layers, [a.hidden] * 2, context_dim=context_dim
+    ),
+    "iaf": lambda dim, a, context_dim=None: flows.IAF(
+        dim, a.num_layers, [a.hidden] * 2, context_dim=context_dim
+    ),
     "spline": lambda dim, a: flows.SplineFlow(dim, a.num_layers, [a.hidden] * 2),
-    "realnvp": lambda dim, a: flows.RealNVP(dim, 2 * a.num_layers, [a.hidden] * 2),
-    "nice": lambda dim, a: flows.NICE(dim, 2 * a.num_layers, [a.hidden] * 2),
-    "glow": lambda dim, a: flows.Glow(dim, a.num_layers, [a.hidden] * 2),
+    "realnvp": lambda dim, a, context_dim=None: flows.RealNVP(
+        dim, 2 * a.num_layers, [a.hidden] * 2, context_dim=context_dim
+    ),
+    "nice": lambda dim, a, context_dim=None: flows.NICE(
+        dim, 2 * a.num_layers, [a.hidden] * 2, context_dim=context_dim
+    ),
+    "glow": lambda dim, a, context_dim=None: flows.Glow(
+        dim, a.num_layers, [a.hidden] * 2, context_dim=context_dim
+    ),
     "zuko-maf": lambda dim, a: _zuko_flow("MAF", dim, a),
     "zuko-nsf": lambda dim, a: _zuko_flow("NSF", dim, a),
 }
+
+#: The vector flows that take a context (``--conditional`` on continuous data).
+CONDITIONAL_FLOWS = ("maf", "iaf", "realnvp", "nice", "glow")
+#: What ``--conditional`` supports, for the message that refuses it elsewhere.
+_CONDITIONAL_SUPPORT = (
+    "pixelcnn and wavenet, vae (normal or flow prior), and the vector flows "
+    f"{', '.join(CONDITIONAL_FLOWS)} on continuous data"
+)
+
+
+def load_data(config: RunConfig) -> datasets.Dataset:
+    """The data set ``config.data`` names; for a conditional run, with its labels as a
+    one-hot context (:meth:`~pyro_dgm.datasets.Dataset.with_label_context`; a toy's
+    labels are its components).
+
+    Raises:
+        ValueError: For a conditional run on data without labels.
+    """
+    name = datasets.ALIASES.get(config.data, config.data)
+    if not config.conditional:
+        return datasets.load(name)
+    data = datasets.load(name, labels=True) if name in datasets.TOY_NAMES else datasets.load(name)
+    if data.train_labels is None:
+        raise ValueError(f"--conditional: --data {config.data} has no labels to condition on")
+    return data.with_label_context()
 
 
 def _image_steps(model: str, settings: Any) -> int:
@@ -147,6 +192,25 @@ def resolve_config(
     else:
         unused("dequantization", f"is for flows; {config.model} models the integers exactly")
 
+    if config.conditional:
+        refused = None
+        if kind == "image_flow" or (kind == "flow" and discrete):
+            refused = (
+                f"--model {config.model} on discrete data is a dequantized flow, which takes "
+                "no label context yet"
+            )
+        elif kind == "flow" and config.model not in CONDITIONAL_FLOWS:
+            refused = f"--model {config.model} takes no context"
+        elif kind == "vae" and config.prior == "vamp":
+            refused = (
+                "--prior vamp mixes the posterior at pseudo-inputs, which have no label; use "
+                "--prior normal or flow"
+            )
+        if refused is not None:
+            raise ValueError(
+                f"--conditional: {refused}; conditional models: {_CONDITIONAL_SUPPORT}"
+            )
+
     if kind == "image_flow":
         default("levels", 2)
         default("steps_per_level", _image_steps(config.model, config))
@@ -221,20 +285,43 @@ def build_pair(config: RunConfig, data: datasets.Dataset) -> tuple[datasets.Data
     """
     config = resolve_config(config, data)
     kind = model_kind(config.model, data)
+    context = {} if not config.conditional else {"context_dim": _context_dim(data)}
     if kind == "autoregressive":
         return data, models.build_autoregressive(
-            config.model, data, hidden=config.hidden, num_layers=config.num_layers
+            config.model, data, hidden=config.hidden, num_layers=config.num_layers, **context
         )
     if kind == "vae":
         return _build_vae(config, data)
     if kind == "image_flow":
         flow = IMAGE_FLOW_BUILDERS[config.model](tuple(data.event_shape), config)
     else:
-        flow = FLOW_BUILDERS[config.model](math.prod(data.event_shape), config)
+        flow = FLOW_BUILDERS[config.model](math.prod(data.event_shape), config, **context)
     if data.num_levels is None:
         return data, models.FlowModel(flow)
     dequantize = models.DEQUANTIZATIONS[config.dequantization]
     return data, dequantize(flow, data.num_levels, event_shape=data.event_shape)
+
+
+def split_args(
+    data: datasets.Dataset, split: str, count: int | None = None
+) -> tuple[torch.Tensor, ...]:
+    """The arguments the pair takes for (the first ``count`` points of) a split:
+    ``(x,)``, or ``(x, context)`` for data with a context."""
+    batch = data.split(split)
+    args = batch if isinstance(batch, tuple) else (batch,)
+    return args if count is None else tuple(a[:count] for a in args)
+
+
+def _context_dim(data: datasets.Dataset) -> int:
+    """The size of one example's context: a vector (the one-hot label of
+    :func:`load_data`)."""
+    shape = data.context_shape
+    if shape is None or len(shape) != 1:
+        raise ValueError(
+            f"data: a conditional run needs one context vector per example (load_data "
+            f"attaches the one-hot labels), got context shape {shape}"
+        )
+    return shape[0]
 
 
 def _build_vae(config: RunConfig, data: datasets.Dataset) -> tuple[datasets.Dataset, Any]:
@@ -250,6 +337,7 @@ def _build_vae(config: RunConfig, data: datasets.Dataset) -> tuple[datasets.Data
         "flow_hidden_dims": [config.hidden] * 2,
         "kl_weight": config.kl_weight,
         "warmup_steps": config.warmup_steps,
+        "condition_dim": _context_dim(data) if config.conditional else None,
     }
     if len(data.event_shape) == 3:
         vae = models.VAE.for_images(data.event_shape, latent_dim=config.latent_dim, **options)
@@ -270,6 +358,14 @@ def architecture(config: RunConfig, data: datasets.Dataset) -> dict[str, Any]:
     """What was built, in numbers: the kind of model and its depth as counted by the
     model itself (e.g. ``2 * num_layers`` couplings of a vector RealNVP)."""
     config = resolve_config(config, data)
+    described = _architecture(config, data)
+    if config.conditional:
+        described["context_dim"] = _context_dim(data)
+        described["context_is"] = "one-hot class label"
+    return described
+
+
+def _architecture(config: RunConfig, data: datasets.Dataset) -> dict[str, Any]:
     kind = model_kind(config.model, data)
     if kind == "flow":
         pairs = config.model in ("realnvp", "nice")
@@ -309,11 +405,11 @@ def architecture(config: RunConfig, data: datasets.Dataset) -> dict[str, Any]:
 
 def run_name(config: RunConfig, data: datasets.Dataset) -> str:
     """The default folder name of a run: ``DATA-MODEL`` with the VAE's prior and
-    posterior or the dequantization."""
+    posterior or the dequantization, and ``-conditional`` for a conditional run."""
     config = resolve_config(config, data)
     name = f"{config.data}-{config.model}"
     if config.model == "vae":
-        return f"{name}-{config.prior}-{config.posterior}"
-    if config.dequantization is not None:
-        return f"{name}-{config.dequantization}"
-    return name
+        name = f"{name}-{config.prior}-{config.posterior}"
+    elif config.dequantization is not None:
+        name = f"{name}-{config.dequantization}"
+    return f"{name}-conditional" if config.conditional else name

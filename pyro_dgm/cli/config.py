@@ -18,6 +18,7 @@ from typing import Any
 
 from .. import datasets, models
 from ..utils.checks import check_choice, check_int, check_number
+from .devices import check_device_name
 
 __all__ = [
     "CONFIG_FORMAT",
@@ -28,7 +29,9 @@ __all__ = [
     "RunConfig",
 ]
 
-CONFIG_FORMAT = "pyro_dgm.run_config/1"
+CONFIG_FORMAT = "pyro_dgm.run_config/2"
+#: The settings a config of an earlier format lacks, with the value its runs had.
+_ADDED_SETTINGS = {"pyro_dgm.run_config/1": {"conditional": False, "device": "cpu"}}
 
 #: The vector flows of ``--model`` (their builders are in :mod:`pyro_dgm.cli.build`).
 FLOW_MODELS = ("glow", "iaf", "maf", "nice", "realnvp", "spline", "zuko-maf", "zuko-nsf")
@@ -60,6 +63,12 @@ def _positive_number(value: object, name: str) -> float:
     return check_number(value, name, positive=True)
 
 
+def _bool(value: object, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}: expected true or false, got {value!r}")
+    return value
+
+
 _CHECKS: dict[str, Any] = {
     "data": _string(DATA_NAMES),
     "model": _string(MODEL_NAMES),
@@ -83,6 +92,8 @@ _CHECKS: dict[str, Any] = {
     "posterior_steps": _optional(_int(1)),
     "kl_weight": _optional(_positive_number),
     "warmup_steps": _optional(_int(0)),
+    "conditional": _bool,
+    "device": _optional(check_device_name),
 }
 
 
@@ -117,6 +128,11 @@ class RunConfig:
         posterior_steps: Steps of the VAE's flow posterior.
         kl_weight: The VAE's :math:`\beta` after warm-up (1: the ELBO).
         warmup_steps: Steps of the VAE's linear KL warm-up.
+        conditional: Model the data given their class label (a one-hot context):
+            :math:`p(x \mid c)`.
+        device: Where the run trains and is evaluated (``"cpu"``, ``"cuda"``,
+            ``"cuda:N"``, ``"mps"``); ``None`` until the run starts, when it becomes
+            ``"cuda"`` if CUDA is available, else ``"cpu"``.
 
     Raises:
         ValueError: For a setting of the wrong type or out of range, naming it.
@@ -144,6 +160,8 @@ class RunConfig:
     posterior_steps: int | None = None
     kl_weight: float | None = None
     warmup_steps: int | None = None
+    conditional: bool = False
+    device: str | None = None
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -160,7 +178,9 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, state: object, source: str = "config") -> RunConfig:
-        """A config from :meth:`to_dict`'s output: every setting present, no other key.
+        """A config from :meth:`to_dict`'s output: every setting present, no other key
+        (a config of an earlier format gets the settings added since, as its runs had them:
+        unconditional, on the CPU).
 
         Raises:
             ValueError: For a config that is not a dict, has another format tag, lacks
@@ -169,10 +189,13 @@ class RunConfig:
         """
         if not isinstance(state, dict):
             raise ValueError(f"{source}: expected a JSON object, got {type(state).__name__}")
-        if state.get("format") != CONFIG_FORMAT:
+        added = _ADDED_SETTINGS.get(state.get("format"))
+        if state.get("format") != CONFIG_FORMAT and added is None:
             raise ValueError(
                 f"{source}: expected format {CONFIG_FORMAT!r}, got {state.get('format')!r}"
             )
+        if added is not None:
+            state = added | state
         names = [field.name for field in dataclasses.fields(cls)]
         missing = [name for name in names if name not in state]
         unknown = sorted(set(state) - {"format", *names})

@@ -11,7 +11,9 @@ complete epoch), and writes ``diagnostics.json`` with the importance-weighted
 log-likelihood (nats, bits/dim), the per-point effective sample size and PSIS
 :math:`\hat k`, ELBO surgery and ArviZ's PSIS-LOO, plus ``pareto_k.png``,
 ``elbo_surgery.png`` and ``latent_scatter.png`` (a VAE with labelled data). Every
-file is written atomically.
+file is written atomically. A conditional run is scored given the labels,
+:math:`\log p(x \mid c)`; ELBO surgery and PSIS-LOO, which take unconditional pairs,
+say that they are not available for it.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from ..diagnostics.arviz import observed_site
 from ..infer import HeavyTailWarning, importance_log_likelihood
 from ..infer.traces import sample_sites
 from ..utils.checks import check_int
+from .build import split_args
 from .errors import report_error
 from .runs import (
     DIAGNOSTICS_FILE,
@@ -92,9 +95,9 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def _latent_site(pair: Any, batch: Tensor) -> str | None:
+def _latent_site(pair: Any, batch: tuple[Tensor, ...]) -> str | None:
     with torch.no_grad(), poutine.block():
-        sites = list(sample_sites(poutine.trace(pair.guide).get_trace(batch)))
+        sites = list(sample_sites(poutine.trace(pair.guide).get_trace(*batch)))
     if "z" in sites:
         return "z"
     return sites[0] if len(sites) == 1 else None
@@ -162,19 +165,19 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     data, pair, config = run.data, run.pair, run.config
     history = run.checkpoint.history if run.checkpoint is not None else None
     pyro.set_rng_seed(args.seed)
-    points = getattr(data, args.split)
+    inputs = split_args(data, args.split, args.max_points)  # (x,) or (x, context)
+    points = inputs[0]
     labels = getattr(data, f"{args.split}_labels", None)
     if args.max_points is not None:
-        points = points[: args.max_points]
         labels = None if labels is None else labels[: args.max_points]
-    site = _latent_site(pair, points[:1])
+    site = _latent_site(pair, tuple(a[:1] for a in inputs))
     start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", HeavyTailWarning)
         pointwise = importance_log_likelihood(
             pair.model,
             pair.guide,
-            points,
+            inputs,
             num_samples=args.num_samples,
             sites=(site,) if site else (),
         )
@@ -191,6 +194,7 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         # a complete run keeps its best epoch's parameters; an interrupted one its last
         "parameters_of_epoch": _parameters_epoch(history, run.complete),
         "split": args.split,
+        "conditional": config.conditional,
         "num_points": len(points),
         "log_likelihood": {
             "nats": summary.nats,
@@ -214,7 +218,12 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         ]
     report["seconds"]["log_likelihood"] = time.perf_counter() - start
     latent = None
-    if site is not None and not exact:
+    unconditional_only = "not available: it takes an unconditional pair; this run is conditional"
+    if site is not None and not exact and config.conditional:
+        report["elbo_surgery"] = report["loo"] = unconditional_only
+        draws = pointwise.samples[site]
+        latent = draws.double().mean(0) if draws.dim() == 3 else None
+    elif site is not None and not exact:
         start = time.perf_counter()
         try:
             surgery_points = getattr(data, args.surgery_split)[: args.max_points]

@@ -38,7 +38,7 @@ from torch import Tensor
 
 from .. import datasets
 from ..infer.checkpoint import Checkpoint, load_checkpoint, read_checkpoint
-from .build import build_pair, resolve_config
+from .build import build_pair, load_data, resolve_config, split_args
 from .config import RunConfig, from_legacy_namespace
 
 __all__ = [
@@ -288,7 +288,7 @@ def load_run(run_dir: Path, flag: str = "run_dir", *, parameters: bool = True) -
     """
     check_run_dir(run_dir, flag)
     config, legacy = read_config(run_dir)
-    data = datasets.load(config.data)
+    data = load_data(config)
     config = resolve_config(config, data, drop_unused=legacy)
     pyro.clear_param_store()
     pyro.set_rng_seed(config.seed)  # as fit did: the same random initial buffers
@@ -314,7 +314,9 @@ def load_run(run_dir: Path, flag: str = "run_dir", *, parameters: bool = True) -
                 f"{flag}: {run_dir} has no {CHECKPOINT_FILE}: no epoch of its training ended"
             )
         with torch.no_grad(), poutine.trace(param_only=True) as tape:
-            Trace_ELBO().loss(pair.model, pair.guide, data.train[: config.batch_size])
+            Trace_ELBO().loss(
+                pair.model, pair.guide, *split_args(data, "train", config.batch_size)
+            )
         named = {name: site["value"].unconstrained() for name, site in tape.trace.nodes.items()}
         load_checkpoint(checkpoint_file, params=named)
     return LoadedRun(

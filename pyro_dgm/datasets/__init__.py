@@ -3,6 +3,8 @@ and integer sequences (digits read as sequences, generated waveforms).
 
 Every data set is a :class:`Dataset` (train, validation and test tensors, with labels and
 the number of levels for discrete data). :func:`load` builds one by name, for the CLI.
+Labels become the context of a class-conditional model with
+:meth:`Dataset.with_label_context` (one-hot rows, passed as ``model(x, context)``).
 
 Example:
     >>> from pyro_dgm import datasets
@@ -10,6 +12,8 @@ Example:
     torch.Size([1257, 1, 8, 8])
     >>> datasets.load("two_moons", num_train=500).train.shape
     torch.Size([500, 2])
+    >>> datasets.load("digits").with_label_context().train_context.shape
+    torch.Size([1257, 10])
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from .images import DIGITS_SPLIT, digits, mnist, read_idx, write_idx
 from .sequences import WAVEFORM_NOISE, digit_sequences, waveforms
 from .splits import Dataset
 from .toys import (
+    TOY_COMPONENTS,
     TOY_NAMES,
     checkerboard,
     eight_gaussians,
@@ -40,6 +45,7 @@ from .toys import (
     toy_dataset,
     toy_entropy,
     toy_log_prob,
+    toy_with_labels,
     two_moons,
     two_spirals,
 )
@@ -50,6 +56,7 @@ __all__ = [
     "DIGITS_SPLIT",
     "ENERGY_LOG_Z",
     "ENERGY_NAMES",
+    "TOY_COMPONENTS",
     "TOY_NAMES",
     "U1",
     "U2",
@@ -73,6 +80,7 @@ __all__ = [
     "toy_dataset",
     "toy_entropy",
     "toy_log_prob",
+    "toy_with_labels",
     "two_moons",
     "two_spirals",
     "waveforms",
@@ -94,7 +102,8 @@ def load(name: str, **kwargs: Any) -> Dataset:
             (:func:`digit_sequences`), ``"waveforms"`` (:func:`waveforms`), ``"mnist"``
             (:func:`mnist`, which needs ``path=``), or a toy of :data:`TOY_NAMES`
             (:func:`toy_dataset`).
-        kwargs: Passed on to that function, e.g. ``seed=1`` or ``num_train=5000``.
+        kwargs: Passed on to that function, e.g. ``seed=1``, ``num_train=5000`` or
+            ``labels=True`` (a toy's components as labels).
 
     Returns:
         The :class:`Dataset`.

@@ -38,6 +38,7 @@ from ..utils.checks import check_int
 from .splits import Dataset
 
 __all__ = [
+    "TOY_COMPONENTS",
     "TOY_NAMES",
     "checkerboard",
     "eight_gaussians",
@@ -48,6 +49,7 @@ __all__ = [
     "toy_dataset",
     "toy_entropy",
     "toy_log_prob",
+    "toy_with_labels",
     "two_moons",
     "two_spirals",
 ]
@@ -127,14 +129,17 @@ def two_moons(num_samples: int, *, seed: int = 0, dtype: torch.dtype = torch.flo
         >>> two_moons(3, seed=0).shape
         torch.Size([3, 2])
     """
-    g = _generator(num_samples, seed, dtype)
-    m = _coin(num_samples, 2, g).to(_F64)
+    return _draw_two_moons(num_samples, _generator(num_samples, seed, dtype))[0].to(dtype)
+
+
+def _draw_two_moons(num_samples: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
+    label = _coin(num_samples, 2, g)
+    m = label.to(_F64)
     t = math.pi * _uniform(num_samples, g)
     noise = _MOONS_STD * _normal((num_samples, 2), g)
     c0 = torch.stack([t.cos(), t.sin()], dim=-1)
     c1 = torch.stack([1 - t.cos(), 0.5 - t.sin()], dim=-1)
-    x = torch.where(m[:, None] == 0, c0, c1) + noise
-    return x.to(dtype)
+    return torch.where(m[:, None] == 0, c0, c1) + noise, label
 
 
 def eight_gaussians(
@@ -158,12 +163,14 @@ def eight_gaussians(
     Returns:
         The points, shape :math:`(n, 2)`.
     """
-    g = _generator(num_samples, seed, dtype)
-    k = _coin(num_samples, 8, g).to(_F64)
+    return _draw_eight_gaussians(num_samples, _generator(num_samples, seed, dtype))[0].to(dtype)
+
+
+def _draw_eight_gaussians(num_samples: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
+    label = _coin(num_samples, 8, g)
     noise = _EIGHT_STD * _normal((num_samples, 2), g)
-    angle = k * (math.pi / 4)
-    x = _EIGHT_RADIUS * torch.stack([angle.cos(), angle.sin()], dim=-1) + noise
-    return x.to(dtype)
+    angle = label.to(_F64) * (math.pi / 4)
+    return _EIGHT_RADIUS * torch.stack([angle.cos(), angle.sin()], dim=-1) + noise, label
 
 
 def checkerboard(num_samples: int, *, seed: int = 0, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -184,12 +191,17 @@ def checkerboard(num_samples: int, *, seed: int = 0, dtype: torch.dtype = torch.
     Returns:
         The points, shape :math:`(n, 2)`.
     """
-    g = _generator(num_samples, seed, dtype)
+    return _draw_checkerboard(num_samples, _generator(num_samples, seed, dtype))[0].to(dtype)
+
+
+def _draw_checkerboard(num_samples: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
     x1 = 8 * _uniform(num_samples, g) - 4
     # x2 in one of the two black squares of the column of x1: [0, 2) + {-4, 0} + 2 * parity
-    row = 4 * _coin(num_samples, 2, g).to(_F64) - 4
+    upper = _coin(num_samples, 2, g)
+    row = 4 * upper.to(_F64) - 4
     x2 = 2 * _uniform(num_samples, g) + row + 2 * torch.remainder(torch.floor(x1 / 2), 2)
-    return torch.stack([x1, x2], dim=-1).to(dtype)
+    column = torch.floor(x1 / 2).long() + 2  # 0, ..., 3 from left to right
+    return torch.stack([x1, x2], dim=-1), 2 * column + upper
 
 
 def rings(num_samples: int, *, seed: int = 0, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -208,12 +220,15 @@ def rings(num_samples: int, *, seed: int = 0, dtype: torch.dtype = torch.float32
     Returns:
         The points, shape :math:`(n, 2)`.
     """
-    g = _generator(num_samples, seed, dtype)
-    radius = 0.75 * (_coin(num_samples, 4, g).to(_F64) + 1)
+    return _draw_rings(num_samples, _generator(num_samples, seed, dtype))[0].to(dtype)
+
+
+def _draw_rings(num_samples: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
+    label = _coin(num_samples, 4, g)
+    radius = 0.75 * (label.to(_F64) + 1)
     theta = 2 * math.pi * _uniform(num_samples, g)
     noise = _RINGS_STD * _normal((num_samples, 2), g)
-    x = radius[:, None] * torch.stack([theta.cos(), theta.sin()], dim=-1) + noise
-    return x.to(dtype)
+    return radius[:, None] * torch.stack([theta.cos(), theta.sin()], dim=-1) + noise, label
 
 
 def two_spirals(num_samples: int, *, seed: int = 0, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -234,14 +249,17 @@ def two_spirals(num_samples: int, *, seed: int = 0, dtype: torch.dtype = torch.f
     Returns:
         The points, shape :math:`(n, 2)`.
     """
-    g = _generator(num_samples, seed, dtype)
-    s = 2 * _coin(num_samples, 2, g).to(_F64) - 1
+    return _draw_two_spirals(num_samples, _generator(num_samples, seed, dtype))[0].to(dtype)
+
+
+def _draw_two_spirals(num_samples: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
+    label = _coin(num_samples, 2, g)
+    s = 2 * label.to(_F64) - 1
     n = _SPIRAL_TURN * _uniform(num_samples, g).sqrt()
     u = 0.5 * torch.rand((num_samples, 2), generator=g, dtype=_F64)
     noise = _SPIRAL_STD * _normal((num_samples, 2), g)
     curve = torch.stack([-n * n.cos(), n * n.sin()], dim=-1)
-    x = s[:, None] * (curve + u) / 3 + noise
-    return x.to(dtype)
+    return s[:, None] * (curve + u) / 3 + noise, label
 
 
 def pinwheel(num_samples: int, *, seed: int = 0, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -263,25 +281,38 @@ def pinwheel(num_samples: int, *, seed: int = 0, dtype: torch.dtype = torch.floa
     Returns:
         The points, shape :math:`(n, 2)`.
     """
-    g = _generator(num_samples, seed, dtype)
-    k = _coin(num_samples, _PINWHEEL_ARMS, g).to(_F64)
+    return _draw_pinwheel(num_samples, _generator(num_samples, seed, dtype))[0].to(dtype)
+
+
+def _draw_pinwheel(num_samples: int, g: torch.Generator) -> tuple[Tensor, Tensor]:
+    label = _coin(num_samples, _PINWHEEL_ARMS, g)
+    k = label.to(_F64)
     f = _normal((num_samples, 2), g) * torch.tensor(
         [_PINWHEEL_RADIAL_STD, _PINWHEEL_TANGENTIAL_STD], dtype=_F64
     )
     f[:, 0] += 1
     theta = 2 * math.pi * k / _PINWHEEL_ARMS + _PINWHEEL_RATE * f[:, 0].exp()
     c, s = theta.cos(), theta.sin()
-    x = 2 * torch.stack([f[:, 0] * c + f[:, 1] * s, -f[:, 0] * s + f[:, 1] * c], dim=-1)
-    return x.to(dtype)
+    return 2 * torch.stack([f[:, 0] * c + f[:, 1] * s, -f[:, 0] * s + f[:, 1] * c], dim=-1), label
 
 
-_SAMPLERS: dict[str, Callable[..., Tensor]] = {
-    "two_moons": two_moons,
-    "eight_gaussians": eight_gaussians,
-    "checkerboard": checkerboard,
-    "rings": rings,
-    "two_spirals": two_spirals,
-    "pinwheel": pinwheel,
+_SAMPLERS: dict[str, Callable[[int, torch.Generator], tuple[Tensor, Tensor]]] = {
+    "two_moons": _draw_two_moons,
+    "eight_gaussians": _draw_eight_gaussians,
+    "checkerboard": _draw_checkerboard,
+    "rings": _draw_rings,
+    "two_spirals": _draw_two_spirals,
+    "pinwheel": _draw_pinwheel,
+}
+
+#: The component each toy's label names, and how many there are.
+TOY_COMPONENTS = {
+    "two_moons": ("moon", 2),
+    "eight_gaussians": ("Gaussian", 8),
+    "checkerboard": ("black square", 8),
+    "rings": ("ring", 4),
+    "two_spirals": ("spiral", 2),
+    "pinwheel": ("arm", 5),
 }
 
 
@@ -310,7 +341,36 @@ def toy(
         >>> torch.equal(toy("rings", 5, seed=1), rings(5, seed=1))
         True
     """
-    return _SAMPLERS[_check_name(name)](num_samples, seed=seed, dtype=dtype)
+    return toy_with_labels(name, num_samples, seed, dtype=dtype)[0]
+
+
+def toy_with_labels(
+    name: str, num_samples: int, seed: int = 0, *, dtype: torch.dtype = torch.float32
+) -> tuple[Tensor, Tensor]:
+    r"""The points of :func:`toy` and the component each was drawn from, a class label:
+    the moon (0, 1), the Gaussian (0 to 7, counter-clockwise from the positive
+    :math:`x_1` axis), the black square of the checkerboard (0 to 7, column by column
+    from the left, lower square first), the ring (0 to 3, inside out), the spiral (0, 1)
+    or the pinwheel's arm (0 to 4); :data:`TOY_COMPONENTS` names them.
+
+    Arguments:
+        name: The toy (one of :data:`TOY_NAMES`).
+        num_samples: The number of points :math:`n`.
+        seed: The seed of the ``torch.Generator`` that draws them.
+        dtype: The floating dtype of the points.
+
+    Returns:
+        The points, shape :math:`(n, 2)` (those of :func:`toy` with the same seed), and
+        the labels, shape :math:`(n,)`, ``torch.int64``.
+
+    Example:
+        >>> x, y = toy_with_labels("rings", 4, seed=1)
+        >>> torch.equal(x, rings(4, seed=1)), y.dtype
+        (True, torch.int64)
+    """
+    draw = _SAMPLERS[_check_name(name)]
+    x, labels = draw(num_samples, _generator(num_samples, seed, dtype))
+    return x.to(dtype), labels
 
 
 def toy_dataset(
@@ -321,11 +381,15 @@ def toy_dataset(
     num_test: int = 2_000,
     seed: int = 0,
     dtype: torch.dtype = torch.float32,
+    labels: bool = False,
 ) -> Dataset:
     r"""Draws train, validation and test splits of a toy from three independent seeds.
 
     The three seeds are spawned from ``seed`` by ``numpy.random.SeedSequence``, so the
     splits are independent streams, and a different ``seed`` gives different splits.
+    With ``labels``, each point's label is the component it was drawn from
+    (:func:`toy_with_labels`), for class-conditional models
+    (:meth:`Dataset.with_label_context`).
 
     Arguments:
         name: The toy (one of :data:`TOY_NAMES`).
@@ -334,6 +398,7 @@ def toy_dataset(
         num_test: The number of test points.
         seed: The root seed.
         dtype: The floating dtype of the points.
+        labels: Attach the components as labels.
 
     Returns:
         A continuous :class:`Dataset` (``num_levels=None``) with event shape ``(2,)``.
@@ -349,8 +414,22 @@ def toy_dataset(
     sizes = {"num_train": num_train, "num_validation": num_validation, "num_test": num_test}
     for arg, size in sizes.items():
         check_int(size, arg, 0)
-    splits = [toy(name, n, s, dtype=dtype) for n, s in zip(sizes.values(), seeds, strict=True)]
-    return Dataset(name, *splits)
+    drawn = [
+        toy_with_labels(name, n, s, dtype=dtype)
+        for n, s in zip(sizes.values(), seeds, strict=True)
+    ]
+    if not labels:
+        return Dataset(name, *(x for x, _ in drawn))
+    (train, train_y), (valid, valid_y), (test, test_y) = drawn
+    return Dataset(
+        name,
+        train,
+        valid,
+        test,
+        train_labels=train_y,
+        validation_labels=valid_y,
+        test_labels=test_y,
+    )
 
 
 # ---------------------------------------------------------------------------

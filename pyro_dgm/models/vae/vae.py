@@ -41,7 +41,22 @@ class VAE(nn.Module):
 
     ``model(x)`` draws ``z`` from :attr:`prior` and observes ``x`` under
     :attr:`likelihood` of :attr:`decoder` ``(z)``; ``guide(x)`` draws ``z`` from
-    :meth:`posterior` ``(x)``. Both put their sites in ``pyro.plate("data")`` over
+    :meth:`posterior` ``(x)``.
+
+    *Conditional VAE.* With ``condition_dim`` the pair models :math:`p(x \mid c)` for a
+    context :math:`c` (one-hot class labels: ``model(x, context)``, ``guide(x, context)``,
+    as :func:`~pyro_dgm.infer.fit` passes a batch ``(x, context)``): the prior stays
+    :math:`p(z)`, the context is concatenated to the encoder's features and to the
+    latent,
+
+    .. math:: q(z \mid x, c) = q\big(z;\ [h(x), c]\big), \qquad
+        p(x \mid z, c) = p\big(x;\ \mathrm{decoder}([z, c])\big), \qquad
+        \mathcal{L}(x, c) \le \log p(x \mid c),
+
+    so the decoder's input has ``latent_dim + condition_dim`` features and the
+    posterior head's context ``encoder.context_dim + condition_dim``; ``sample(n, c)``
+    draws :math:`z \sim p(z)` and decodes it with :math:`c` (Kingma et al., 2014, M2
+    with the label observed; Sohn et al., 2015). Both put their sites in ``pyro.plate("data")`` over
     the first dimension of ``x``, their outermost plate, so that
     :func:`~pyro_dgm.infer.importance_log_likelihood` weights each point on its own
     (Burda et al.'s bound, :math:`K` up to thousands, chunked). With ``data_size``
@@ -72,10 +87,16 @@ class VAE(nn.Module):
         | https://arxiv.org/abs/1509.00519
         | Ladder Variational Autoencoders (Sønderby et al., 2016) (KL warm-up)
         | https://arxiv.org/abs/1602.02282
+        | Semi-Supervised Learning with Deep Generative Models (Kingma et al., 2014)
+        | https://arxiv.org/abs/1406.5298
+        | Learning Structured Output Representation using Deep Conditional Generative
+          Models (Sohn et al., 2015)
 
     Arguments:
         encoder: Normalized data ``(N, *event_shape)`` to the context ``(N, context_dim)``.
-        decoder: Latents ``(..., latent_dim)`` to ``(..., *likelihood.param_shape)``.
+        decoder: Latents ``(..., latent_dim)`` (``(..., latent_dim + condition_dim)``,
+            the latent and the context, for a conditional VAE) to
+            ``(..., *likelihood.param_shape)``.
         prior: A module whose call returns a distribution over ``(latent_dim,)``:
             :class:`~.priors.StandardNormalPrior`, a :class:`~pyro_dgm.flows.Flow`
             (:func:`~.priors.flow_prior`), :class:`~.priors.VampPrior`.
@@ -86,6 +107,8 @@ class VAE(nn.Module):
         kl_weight: :math:`\beta` after warm-up (positive; 1 for the ELBO).
         warmup_steps: Steps of linear KL warm-up (0: none).
         name: The name under which ``pyro.module`` registers the parameters.
+        condition_dim: The size of the context :math:`c` of a conditional VAE (10 for
+            one-hot digit labels), or ``None`` for an unconditional one.
 
     Example:
         >>> vae = VAE.for_images((1, 8, 8), latent_dim=4, prior="flow", posterior="iaf")
@@ -107,6 +130,7 @@ class VAE(nn.Module):
         kl_weight: float = 1.0,
         warmup_steps: int = 0,
         name: str = "vae",
+        condition_dim: int | None = None,
     ) -> None:
         super().__init__()
         for arg, value in (
@@ -133,6 +157,15 @@ class VAE(nn.Module):
         self.warmup_steps = check_int(warmup_steps, "warmup_steps", 0)
         self.num_steps = 0
         self.name = name
+        self.condition_dim = (
+            None if condition_dim is None else check_int(condition_dim, "condition_dim", 1)
+        )
+        if self.condition_dim is not None and isinstance(prior, VampPrior):
+            raise ValueError(
+                "prior: a VampPrior mixes the posterior at pseudo-inputs, which a conditional "
+                "VAE's q(z | x, c) cannot do without a context for them; use a normal or "
+                "flow prior"
+            )
         post_dim = getattr(posterior, "latent_dim", latent_dim)
         if post_dim != latent_dim:
             raise ValueError(f"posterior has latent_dim {post_dim}, expected {latent_dim}")
@@ -222,41 +255,88 @@ class VAE(nn.Module):
                     "VAE another name"
                 )
 
-    def model(self, x: Tensor, data_size: int | None = None) -> Tensor:
-        """The generative model: ``z ~ prior``, ``x ~ likelihood(decoder(z))``; returns ``z``."""
+    def _check_context(self, context: Tensor | None, batch: torch.Size | None = None) -> None:
+        """A context of shape ``(*batch, condition_dim)`` for a conditional VAE, and none
+        for an unconditional one."""
+        if self.condition_dim is None:
+            if context is not None:
+                shape = tuple(context.shape) if isinstance(context, Tensor) else context
+                raise ValueError(
+                    f"context: this VAE was built without condition_dim (unconditional), "
+                    f"got a context {shape!r:.80}"
+                )
+            return
+        dims = [*map(str, batch)] if batch is not None else ["..."]
+        expected = f"({', '.join([*dims, str(self.condition_dim)])})"
+        if not isinstance(context, Tensor) or not context.is_floating_point():
+            got = "None" if context is None else type(context).__name__
+            got += f" of dtype {context.dtype}" if isinstance(context, Tensor) else ""
+            raise ValueError(
+                f"context: this VAE is conditional (condition_dim={self.condition_dim}): "
+                f"expected a floating tensor {expected} (one-hot encode class labels), got {got}"
+            )
+        shape_ok = context.dim() >= 1 and context.shape[-1] == self.condition_dim
+        if not shape_ok or (batch is not None and context.shape[:-1] != batch):
+            raise ValueError(f"context: expected shape {expected}, got {tuple(context.shape)}")
+
+    def model(
+        self, x: Tensor, context: Tensor | None = None, data_size: int | None = None
+    ) -> Tensor:
+        """The generative model: ``z ~ prior``, ``x ~ likelihood(decoder(z))`` (of
+        ``decoder([z, context])`` for a conditional VAE); returns ``z``."""
         self._check_data(x)
+        self._check_context(context, x.shape[:1])
         self._register()
         with self._plate(x, data_size):
             with self._latent_scale():
                 z = pyro.sample("z", self.prior())
             obs = self.likelihood.observe(x, module_dtype(self))
-            pyro.sample("x", self.decode(z), obs=obs)
+            pyro.sample("x", self.decode(z, context), obs=obs)
         if torch.is_grad_enabled():
             self.num_steps += 1
         return z
 
-    def guide(self, x: Tensor, data_size: int | None = None) -> Tensor:
-        """The amortized guide: ``z ~ posterior(x)``; returns ``z``."""
+    def guide(
+        self, x: Tensor, context: Tensor | None = None, data_size: int | None = None
+    ) -> Tensor:
+        """The amortized guide: ``z ~ posterior(x, context)``; returns ``z``."""
         self._check_data(x)
         self._register()
         with self._plate(x, data_size), self._latent_scale():
-            return pyro.sample("z", self.posterior(x))
+            return pyro.sample("z", self.posterior(x, context))
 
     # -- the parts ---------------------------------------------------------------
-    def posterior(self, x: Tensor) -> dist.TorchDistribution:
-        r"""The guide's distribution :math:`q(z \mid x)`, batch shape ``(N,)``."""
+    def posterior(self, x: Tensor, context: Tensor | None = None) -> dist.TorchDistribution:
+        r"""The guide's distribution :math:`q(z \mid x)` (:math:`q(z \mid x, c)` of a
+        conditional VAE), batch shape ``(N,)``."""
         self._check_data(x)
-        return self.variational(self.encoder(self.likelihood.normalize(x, module_dtype(self))))
+        self._check_context(context, x.shape[:1])
+        h = self.encoder(self.likelihood.normalize(x, module_dtype(self)))
+        if context is not None:
+            h = torch.cat([h, context.to(h.dtype)], dim=-1)
+        return self.variational(h)
 
-    def decode(self, z: Tensor) -> dist.TorchDistribution:
-        r""":math:`p(x \mid z)` for latents ``(..., latent_dim)``."""
+    def decode(self, z: Tensor, context: Tensor | None = None) -> dist.TorchDistribution:
+        r""":math:`p(x \mid z)` for latents ``(..., latent_dim)``; :math:`p(x \mid z, c)`
+        of a conditional VAE for a context ``(..., condition_dim)`` that broadcasts
+        against the latents' batch dimensions."""
+        self._check_context(context)
+        if context is not None:
+            batch = torch.broadcast_shapes(z.shape[:-1], context.shape[:-1])
+            z = torch.cat(
+                [z.expand(*batch, z.shape[-1]), context.to(z.dtype).expand(*batch, -1)], dim=-1
+            )
         return self.likelihood(self.decoder(z))
 
     @torch.no_grad()
-    def sample(self, num_samples: int) -> Tensor:
-        """Draw data points from the model, ``(num_samples, *event_shape)``."""
-        z = self.prior().sample((check_int(num_samples, "num_samples", 1),))
-        return self.decode(z).sample()
+    def sample(self, num_samples: int, context: Tensor | None = None) -> Tensor:
+        """Draw data points from the model: ``(num_samples, *event_shape)``, or for a
+        conditional VAE given a context ``(*batch, condition_dim)``,
+        ``(num_samples, *batch, *event_shape)`` (e.g. one row of draws per class)."""
+        self._check_context(context)
+        batch = () if context is None else tuple(context.shape[:-1])
+        z = self.prior().sample((check_int(num_samples, "num_samples", 1), *batch))
+        return self.decode(z, context).sample()
 
     @torch.no_grad()
     def init_pseudo_inputs(self, x: Tensor) -> None:
@@ -273,9 +353,10 @@ class VAE(nn.Module):
         self.prior.pseudo_inputs.copy_(inputs.to(self.prior.pseudo_inputs.device))
 
     @torch.no_grad()
-    def reconstruct(self, x: Tensor) -> Tensor:
-        r"""The mean of :math:`p(x \mid z)` at one draw :math:`z \sim q(z \mid x)`."""
-        return self.decode(self.posterior(x).sample()).mean
+    def reconstruct(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        r"""The mean of :math:`p(x \mid z)` at one draw :math:`z \sim q(z \mid x)` (with the
+        context of a conditional VAE)."""
+        return self.decode(self.posterior(x, context).sample(), context).mean
 
     # -- ready-made ----------------------------------------------------------------
     @classmethod
@@ -298,6 +379,7 @@ class VAE(nn.Module):
         kl_weight: float = 1.0,
         warmup_steps: int = 0,
         name: str = "vae",
+        condition_dim: int | None = None,
     ) -> VAE:
         r"""A VAE for images ``(C, H, W)`` with a :class:`~.networks.ConvEncoder` and
         :class:`~.networks.ConvDecoder` (8x8 digits, 28x28 MNIST, ...).
@@ -324,13 +406,19 @@ class VAE(nn.Module):
             kl_weight: :math:`\beta` after warm-up.
             warmup_steps: Steps of KL warm-up.
             name: The ``pyro.module`` name.
+            condition_dim: The size of the context :math:`c` of a conditional VAE
+                (concatenated to the encoder's features :math:`h` and to the latent),
+                or ``None``. (``context_dim`` is the size of :math:`h` itself.)
         """
         shape = torch.Size(image_shape)
         if len(shape) != 3:
             raise ValueError(f"image_shape must be (C, H, W), got {tuple(shape)}")
+        extra = _condition_dim(condition_dim)
         lik = _make_likelihood(likelihood, shape, num_levels, num_components)
         encoder = ConvEncoder(shape, channels, context_dim)
-        decoder = ConvDecoder(latent_dim, lik.param_shape, channels)
+        decoder = ConvDecoder(
+            check_int(latent_dim, "latent_dim", 1) + extra, lik.param_shape, channels
+        )
         return cls._assemble(
             encoder,
             decoder,
@@ -345,6 +433,7 @@ class VAE(nn.Module):
             kl_weight,
             warmup_steps,
             name,
+            condition_dim,
         )
 
     @classmethod
@@ -366,6 +455,7 @@ class VAE(nn.Module):
         kl_weight: float = 1.0,
         warmup_steps: int = 0,
         name: str = "vae",
+        condition_dim: int | None = None,
     ) -> VAE:
         r"""A VAE for vectors ``(D,)`` with an :class:`~.networks.MLPEncoder` (layers
         ``hidden_dims``, the last being the context size) and a mirrored
@@ -373,9 +463,14 @@ class VAE(nn.Module):
         :meth:`for_images`.
         """
         d = check_int(input_dim, "input_dim", 1)
+        extra = _condition_dim(condition_dim)
         lik = _make_likelihood(likelihood, torch.Size([d]), num_levels, num_components)
         encoder = MLPEncoder(d, hidden_dims)
-        decoder = MLPDecoder(latent_dim, lik.param_shape, list(hidden_dims)[::-1])
+        decoder = MLPDecoder(
+            check_int(latent_dim, "latent_dim", 1) + extra,
+            lik.param_shape,
+            list(hidden_dims)[::-1],
+        )
         return cls._assemble(
             encoder,
             decoder,
@@ -390,6 +485,7 @@ class VAE(nn.Module):
             kl_weight,
             warmup_steps,
             name,
+            condition_dim,
         )
 
     @classmethod
@@ -408,10 +504,12 @@ class VAE(nn.Module):
         kl_weight: float,
         warmup_steps: int,
         name: str,
+        condition_dim: int | None = None,
     ) -> VAE:
         if isinstance(posterior, str):
+            features = encoder.context_dim + _condition_dim(condition_dim)
             posterior = make_posterior(
-                posterior, encoder.context_dim, latent_dim, posterior_steps, flow_hidden_dims
+                posterior, features, latent_dim, posterior_steps, flow_hidden_dims
             )
         if isinstance(prior, str):
             if prior not in PRIORS:
@@ -421,6 +519,12 @@ class VAE(nn.Module):
             elif prior == "flow":
                 prior = flow_prior(latent_dim, "maf", prior_layers, flow_hidden_dims)
             else:
+                if condition_dim is not None:
+                    raise ValueError(
+                        "prior='vamp' mixes the posterior at pseudo-inputs, which a conditional "
+                        "VAE's q(z | x, c) cannot do without a context for them; use 'normal' "
+                        "or 'flow'"
+                    )
                 if not isinstance(posterior, GaussianPosterior):
                     raise ValueError(
                         "prior='vamp' needs a posterior with a Gaussian stage "
@@ -443,7 +547,13 @@ class VAE(nn.Module):
             kl_weight=kl_weight,
             warmup_steps=warmup_steps,
             name=name,
+            condition_dim=condition_dim,
         )
+
+
+def _condition_dim(condition_dim: int | None) -> int:
+    """The features a context adds (0 without one)."""
+    return 0 if condition_dim is None else check_int(condition_dim, "condition_dim", 1)
 
 
 def _make_likelihood(
