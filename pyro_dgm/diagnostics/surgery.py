@@ -14,7 +14,13 @@ import torch
 from pyro import poutine
 from torch import Tensor
 
-from ..infer.traces import particle_traces, per_point_log_prob, plate_nesting, sample_sites
+from ..infer.traces import (
+    particle_traces,
+    per_point_log_prob,
+    plate_nesting,
+    sample_sites,
+    site_draws,
+)
 
 __all__ = ["ELBOSurgery", "SaturatedMutualInformationWarning", "elbo_surgery"]
 
@@ -122,14 +128,7 @@ def _latent_terms(
     if not observed:
         raise ValueError("the model observes no site: there is no reconstruction term")
     log_lik = sum(per_point_log_prob(n, s, batch, num_samples, nesting) for n, s in observed)
-    value, event_dim = guide_sites[site]["value"], guide_sites[site]["fn"].event_dim
-    event_shape = value.shape[value.dim() - event_dim :]
-    if value.numel() != num_samples * len(batch) * math.prod(event_shape):
-        raise ValueError(
-            f"site {site!r} has value shape {tuple(value.shape)}: ELBO surgery needs one event "
-            f"of shape {tuple(event_shape)} per data point (the site in the data plate only)"
-        )
-    z = value.reshape(num_samples, len(batch), *event_shape)
+    z = site_draws(site, guide_sites[site], num_samples, len(batch))
     return z, log_q, log_prior, log_lik
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "per_point_log_prob",
     "plate_nesting",
     "sample_sites",
+    "site_draws",
 ]
 
 
@@ -149,15 +150,23 @@ def log_importance_weights(
     missing = [name for name in keep if name not in sites]
     if missing:
         raise ValueError(f"sites: the guide has no sample sites {missing}; it has {list(sites)}")
-    draws = {}
-    for name in keep:
-        value, event_dim = sites[name]["value"], sites[name]["fn"].event_dim
-        event_shape = value.shape[value.dim() - event_dim :]
-        if value.numel() != num_samples * len(batch) * math.prod(event_shape):
-            raise ValueError(
-                f"site {name!r} has value shape {tuple(value.shape)}: keeping its draws needs "
-                f"one event of shape {tuple(event_shape)} per draw and data point (a site in "
-                "the data plate only, not in inner plates)"
-            )
-        draws[name] = value.reshape(num_samples, len(batch), *event_shape)
+    draws = {name: site_draws(name, sites[name], num_samples, len(batch)) for name in keep}
     return total, has_latents, draws
+
+
+def site_draws(name: str, site: dict, num_samples: int, num_points: int) -> Tensor:
+    """A latent site's draws as ``(K, N, *event_shape)``: one event per draw and point.
+
+    Raises:
+        ValueError: When the site is not one event per draw and data point (it sits in
+            inner plates, or outside the data plate).
+    """
+    value, event_dim = site["value"], site["fn"].event_dim
+    event_shape = value.shape[value.dim() - event_dim :]
+    if value.numel() != num_samples * num_points * math.prod(event_shape):
+        raise ValueError(
+            f"site {name!r} has value shape {tuple(value.shape)}: its draws need one event of "
+            f"shape {tuple(event_shape)} per draw and data point (a site in the data plate "
+            "only, not in inner plates)"
+        )
+    return value.reshape(num_samples, num_points, *event_shape)
