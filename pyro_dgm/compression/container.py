@@ -18,6 +18,7 @@ ndim, shape        1 + 4k   the data's shape :math:`(N, \dots)`
 block_size         4        data points coded together (autoregressive and factorized)
 latent_bits        1        bits per latent dimension (bits-back)
 initial_words      4        32-bit words of initial bits on the stack (bits-back)
+payload_words      4        the number of payload words that follow
 payload            4 each   the coder's words, little-endian
 =================  =======  ==============================================================
 
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -56,7 +57,7 @@ KINDS = ("autoregressive", "factorized", "bits-back")
 CODERS = ("range", "ans")
 
 _FIXED = struct.Struct("<4sBBBB16s8sI4sB")
-_TAIL = struct.Struct("<IBI")
+_TAIL = struct.Struct("<IBII")
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,7 @@ class Header:
         block_size: Data points coded together (0 for bits-back).
         latent_bits: Bits per latent dimension (bits-back; else 0).
         initial_words: 32-bit words of initial bits (bits-back; else 0).
+        payload_words: 32-bit words of the payload.
         precision: Bits of the quantized probabilities.
         version: The format version.
     """
@@ -90,12 +92,17 @@ class Header:
     initial_words: int = 0
     precision: int = 24
     version: int = FORMAT_VERSION
-    payload_bytes: int = field(default=0, compare=False)
+    payload_words: int = 0
 
     @property
     def size(self) -> int:
         """Bytes of the header."""
         return _FIXED.size + 4 * len(self.shape) + _TAIL.size
+
+    @property
+    def payload_bytes(self) -> int:
+        """Bytes of the payload."""
+        return 4 * self.payload_words
 
     def pack(self) -> bytes:
         dtype = self.dtype.encode("ascii")
@@ -115,13 +122,15 @@ class Header:
             len(self.shape),
         )
         shape = struct.pack(f"<{len(self.shape)}I", *self.shape)
-        tail = _TAIL.pack(self.block_size, self.latent_bits, self.initial_words)
+        tail = _TAIL.pack(
+            self.block_size, self.latent_bits, self.initial_words, self.payload_words
+        )
         return fixed + shape + tail
 
 
 def read_header(data: bytes) -> Header:
-    """The :class:`Header` of a compressed file (``payload_bytes`` set), checked for its
-    magic and version.
+    """The :class:`Header` of a compressed file, checked for its magic, its version and the
+    length of its payload.
 
     Raises:
         ValueError: Not a pyro_dgm file, another format version, or a truncated file.
@@ -146,9 +155,12 @@ def read_header(data: bytes) -> Header:
     if len(data) < end or kind >= len(KINDS) or coder >= len(CODERS):
         raise ValueError("data: the header is truncated or damaged")
     shape = struct.unpack_from(f"<{ndim}I", data, _FIXED.size)
-    block, latent_bits, initial = _TAIL.unpack_from(data, _FIXED.size + 4 * ndim)
-    if (len(data) - end) % 4:
-        raise ValueError("data: the payload is truncated (not a whole number of 32-bit words)")
+    block, latent_bits, initial, words = _TAIL.unpack_from(data, _FIXED.size + 4 * ndim)
+    if len(data) - end != 4 * words:
+        raise ValueError(
+            f"data: the header announces a payload of {4 * words} bytes, the file holds "
+            f"{len(data) - end}: it is truncated or damaged"
+        )
     return Header(
         kind=KINDS[kind],
         coder=CODERS[coder],
@@ -162,7 +174,7 @@ def read_header(data: bytes) -> Header:
         initial_words=initial,
         precision=precision,
         version=version,
-        payload_bytes=len(data) - end,
+        payload_words=words,
     )
 
 
@@ -173,8 +185,9 @@ def payload_words(data: bytes, header: Header) -> np.ndarray:
 
 
 def pack(header: Header, words: np.ndarray) -> bytes:
-    """The file: ``header`` then ``words`` as little-endian 32-bit words."""
-    return header.pack() + np.asarray(words, dtype=np.uint32).astype("<u4").tobytes()
+    """The file: ``header`` (with the payload's length) then ``words``, little-endian."""
+    words = np.asarray(words, dtype=np.uint32)
+    return replace(header, payload_words=len(words)).pack() + words.astype("<u4").tobytes()
 
 
 def _tensor_bytes(t: Tensor) -> bytes:

@@ -29,6 +29,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +42,7 @@ from .conditionals import LevelConditionals, factorized_log_probs
 from .container import fingerprint
 from .quantize import PRECISION, free_weights
 
-__all__ = ["Codec", "FactorizedCodec", "SequentialCodec", "float64_copy"]
+__all__ = ["Codec", "FactorizedCodec", "SequentialCodec", "check_exhausted", "float64_copy"]
 
 #: ``sink(log_probs, start, stop, position) -> values``: what the loop does at a position.
 Sink = Callable[[Tensor, int, int, tuple[int, ...]], Tensor]
@@ -52,6 +53,12 @@ def float64_copy(model: object) -> object:
     if not isinstance(model, nn.Module):
         return model
     return copy.deepcopy(model).to(device="cpu", dtype=torch.float64).eval()
+
+
+def check_exhausted(decoder: Any) -> None:
+    """Refuse words left over after the last value: the file holds more than was written."""
+    if not decoder.maybe_exhausted():
+        raise ValueError("data: words are left over after the last value: the file is damaged")
 
 
 class Codec:
@@ -170,7 +177,9 @@ class SequentialCodec(Codec):
         def sink(log_p: Tensor, start: int, stop: int, position: tuple[int, ...]) -> Tensor:
             return torch.from_numpy(decoder.decode(family, free_weights(log_p)).astype(np.int64))
 
-        return self._run(shape[0], check_int(fields["block_size"], "block_size", 1), sink)
+        values = self._run(shape[0], check_int(fields["block_size"], "block_size", 1), sink)
+        check_exhausted(decoder)
+        return values
 
     def code_lengths(self, values: Tensor) -> Tensor:
         self.check_shape(tuple(values.shape))
@@ -254,6 +263,7 @@ class FactorizedCodec(Codec):
         for start in range(0, shape[0], block):
             stop = min(shape[0], start + block)
             out.append(decoder.decode(family, self._tables(shape, start, stop)))
+        check_exhausted(decoder)
         return torch.from_numpy(np.concatenate(out).astype(np.int64)).reshape(shape)
 
     def code_lengths(self, values: Tensor) -> Tensor:
