@@ -147,6 +147,14 @@ def encode(
     Raises:
         ImportError: constriction is not installed (``pip install pyro-dgm[compress]``).
         ValueError: An unsupported model, or data of the wrong shape or levels.
+
+    Example:
+        >>> from pyro_dgm.distributions import PixelCNN
+        >>> pixelcnn = PixelCNN((1, 4, 4), num_levels=5, hidden_channels=8, num_layers=1)
+        >>> x = pixelcnn().sample((10,))
+        >>> data = encode(pixelcnn, x)
+        >>> torch.equal(decode(pixelcnn, data), x), read_header(data).kind
+        (True, 'autoregressive')
     """
     codec = _codec(model, context, check_int(block_size, "block_size", 1), latent_bits)
     values, dtype = _values(x, codec.num_levels)
@@ -180,15 +188,15 @@ def _decode_values(
         raise ValueError(
             f"data: encoded with {header.num_levels} levels; this model has {codec.num_levels}"
         )
+    if shape is not None and tuple(shape) != header.shape:
+        raise ValueError(f"shape: the data have shape {header.shape}, got {tuple(shape)}")
+    codec.check_shape(header.shape)
     if codec.fingerprint != header.fingerprint:
         raise ValueError(
             "data: encoded with a different model (fingerprint "
             f"{header.fingerprint.hex()} in the header, {codec.fingerprint.hex()} for this "
             f"{type(model).__name__}): decode with the model that encoded it"
         )
-    if shape is not None and tuple(shape) != header.shape:
-        raise ValueError(f"shape: the data have shape {header.shape}, got {tuple(shape)}")
-    codec.check_shape(header.shape)
     values = codec.decode_words(
         payload_words(data, header),
         header.shape,

@@ -58,7 +58,10 @@ def float64_copy(model: object) -> object:
 def check_exhausted(decoder: Any) -> None:
     """Refuse words left over after the last value: the file holds more than was written."""
     if not decoder.maybe_exhausted():
-        raise ValueError("data: words are left over after the last value: the file is damaged")
+        raise ValueError(
+            "data: words are left over after the last value: the context differs from the "
+            "encoder's, or the file is damaged"
+        )
 
 
 class Codec:
