@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import bz2
+import copy
 import gzip
 import io
 import lzma
@@ -254,12 +255,15 @@ def main() -> None:
             f"{r['bytes']:>7}"
         )
     for name, pair in (("PixelCNN", pixelcnn), ("WaveNet over pixels", wavenet)):
-        torch.manual_seed(args.seed)
-        seconds, _ = _timed(lambda pair=pair: pair.sample(n))
+        rates = []
+        for model in (pair.module, copy.deepcopy(pair.module).double()):
+            torch.manual_seed(args.seed)
+            seconds, _ = _timed(lambda model=model: model().sample((n,)))
+            rates.append(n / seconds)
         decode = next(r["decode"] for r in rows if r["name"] == name)
         print(
-            f"{name}: cached sampling {n / seconds:.1f} images/s (float32 model), decoding "
-            f"{decode:.1f} images/s (float64 copy + quantization + range decoder)"
+            f"{name}: cached sampling {rates[0]:.1f} images/s in float32, {rates[1]:.1f} in "
+            f"float64; decoding {decode:.1f} images/s (a float64 copy, quantization, range coder)"
         )
     print(
         "(bits/dim; 'written' = payload, header excluded; 'w/ hdr' = whole file; 'net' = "
