@@ -219,7 +219,7 @@ def fingerprint(
     every tensor of its ``state_dict`` (a module), of ``tensors`` when given, or held in its
     attributes (any other object), with names, dtypes and shapes."""
     h = hashlib.blake2b(digest_size=16)
-    h.update(f"{type(obj).__module__}.{type(obj).__qualname__}|{extra!r}".encode())
+    h.update(f"{type(obj).__qualname__}|{extra!r}".encode())  # not the module: it may move
     for name, t in tensors if tensors is not None else _tensors(obj):
         h.update(f"|{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(_tensor_bytes(t))
