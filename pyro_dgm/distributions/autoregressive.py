@@ -33,6 +33,11 @@ a ``TorchDistribution`` with the whole protocol:
   Ramachandran et al., 2017), ``"naive"`` reruns the network for every position
   (:math:`D` passes); both consume the random stream identically and give the same
   samples up to floating-point rounding of the parameters;
+* the module's :meth:`~AutoregressiveModule.generate` is the loop under ``sample``
+  with the choice of each value left to the caller (drawing it samples, reading it
+  from an entropy decoder decompresses, :mod:`pyro_dgm.compression`), and
+  :meth:`~AutoregressiveModule.level_log_probs` gives a conditional's log-mass of
+  every level;
 * with ``validate_args`` (or ``pyro.enable_validation``), values that are not
   integers in :math:`\{0, \dots, L-1\}` raise ``ValueError``; a wrong event shape
   always does.
@@ -52,7 +57,7 @@ References:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from numbers import Integral
 from typing import Any, ClassVar
 
@@ -231,8 +236,9 @@ class AutoregressiveDistribution(TorchDistribution):
         if self.context is not None:
             context = self.context.expand(shape + self.context.shape[-1:])
             context = context.reshape(n, -1)
+        module = self.module
         with torch.no_grad():
-            y = self.module._sample_flat(n, context, method)
+            y = module.generate(n, context, lambda params, _: module._draw(params), method)
         return y.reshape(shape + self.event_shape)
 
     def _no_closed_form(self, name: str) -> NotImplementedError:
@@ -270,7 +276,15 @@ class AutoregressiveModule(nn.Module, ConditionalDistribution):
     It holds what both share: the output family of one coordinate (a mixture of
     discretized logistics or a categorical), the scaling of the levels to the
     network's input range, scoring in one network pass and drawing one coordinate.
-    A subclass sets ``network`` and implements ``_sample_flat``.
+    A subclass sets ``network`` and implements ``_generate`` (the loop of
+    :meth:`generate`).
+
+    Two public hooks expose the conditionals one at a time, for any procedure that
+    chooses the values in the model's order (sampling draws them; an entropy decoder
+    reads them, :mod:`pyro_dgm.compression`): :meth:`generate` runs the incremental
+    loop and asks a ``choose(params, position)`` callback for each value, and
+    :meth:`level_log_probs` turns a conditional's parameters into the log-mass of each
+    of the :math:`L` levels.
 
     Arguments:
         event_shape: The shape of one data point.
@@ -374,6 +388,94 @@ class AutoregressiveModule(nn.Module, ConditionalDistribution):
             return draw.to(params.dtype)
         return self._mixture(params).sample()
 
+    def level_log_probs(self, params: Tensor) -> Tensor:
+        r"""The log-mass of every level under the conditionals with parameters ``params``.
+
+        .. math:: \ell_{v} = \log P(y_d = v \mid \theta_d), \qquad v = 0, \dots, L-1,
+
+        the categorical's log-softmax, or the bin masses of the discretized logistic
+        mixture (exact in log space, :class:`DiscretizedLogisticMixture`); each row sums
+        to one in probability up to rounding. Cost :math:`O(L)` (:math:`O(KL)`) per row.
+
+        Arguments:
+            params: ``(..., P)``, as :meth:`generate` passes them to ``choose``.
+
+        Returns:
+            ``(..., L)`` log-probabilities, in the dtype of ``params``.
+        """
+        if params.dim() < 1 or params.shape[-1] != self.num_params:
+            raise ValueError(
+                f"params: expected shape (..., {self.num_params}), got {tuple(params.shape)}"
+            )
+        if self.output == "categorical":
+            return params.log_softmax(-1)
+        mixture = self._mixture(params)
+        levels = mixture.enumerate_support(expand=False)  # (L, 1, ..., 1)
+        return mixture.log_prob(levels).movedim(0, -1)
+
+    def generate(
+        self,
+        n: int,
+        context: Tensor | None,
+        choose: Callable[[Tensor, tuple[int, ...]], Tensor],
+        method: str = "cached",
+    ) -> Tensor:
+        r"""Run the autoregressive loop for ``n`` data points, the values chosen by ``choose``.
+
+        .. math:: \theta_d = \mathrm{net}(y_{<d}, c), \qquad y_d = \mathrm{choose}(\theta_d, d),
+            \qquad d = 1, \dots, D,
+
+        in the model's order (raster order, channels innermost). ``choose(params,
+        position)`` gets the conditional's parameters ``(n, P)`` (what
+        :meth:`level_log_probs` reads) and the coordinate ``position``, an index into
+        ``event_shape`` (``(k, i, j)`` for a PixelCNN, ``(k, t)`` for a WaveNet), and
+        returns the ``n`` values ``(n,)`` (levels, integer or floating), which the loop
+        then conditions on. Drawing them is sampling (``sample`` is this loop with a
+        drawing ``choose``); reading them from an entropy decoder is decompression. The
+        ``"cached"`` loop costs about one network pass in total, ``"naive"`` one pass per
+        coordinate; both call ``choose`` in the same order. No gradient is kept.
+
+        Arguments:
+            n: Data points generated together.
+            context: ``(n, context_dim)``, or ``None`` for an unconditional model.
+            choose: The callback, called :math:`D` times.
+            method: ``"cached"`` or ``"naive"``.
+
+        Returns:
+            The values ``(n, *event_shape)``, floats holding levels (the module's dtype).
+        """
+        n = _check_int("n", n, 1)
+        if method not in _SAMPLERS:
+            raise ValueError(f"method: expected one of {_SAMPLERS}, got {method!r}")
+        self._check_context(context)
+        if context is not None and context.shape != (n, self.context_dim):
+            raise ValueError(
+                f"context: expected shape ({n}, {self.context_dim}), got {tuple(context.shape)}"
+            )
+        ref = self._reference()
+        levels = self.num_levels
+
+        def chosen(params: Tensor, position: tuple[int, ...]) -> Tensor:
+            value = choose(params, position)
+            if isinstance(value, Tensor) and value.dtype == ref.dtype:
+                out = value.to(device=ref.device)
+            else:
+                out = torch.as_tensor(value).to(dtype=ref.dtype, device=ref.device)
+            if out.shape != (n,):
+                raise ValueError(
+                    f"choose: expected {n} values (shape ({n},)) at position {position}, got "
+                    f"shape {tuple(out.shape)}"
+                )
+            return out
+
+        with torch.no_grad():
+            y = self._generate(n, context, chosen, method)
+        if not bool(((y >= 0) & (y <= levels - 1) & (y == y.floor())).all()):
+            raise ValueError(
+                f"choose: returned values outside the levels {{0, ..., {levels - 1}}}"
+            )
+        return y
+
     def _log_prob_flat(self, y: Tensor, context: Tensor | None) -> Tensor:
         """``log P(y)`` of ``y`` ``(n, *event_shape)``: one network pass."""
         ref = self._reference()
@@ -381,7 +483,13 @@ class AutoregressiveModule(nn.Module, ConditionalDistribution):
         params = self.network(self._scale_input(y), context).movedim(1, -1)
         return self._log_mass(params, y).reshape(len(y), -1).sum(-1)
 
-    def _sample_flat(self, n: int, context: Tensor | None, method: str) -> Tensor:
+    def _generate(
+        self,
+        n: int,
+        context: Tensor | None,
+        choose: Callable[[Tensor, tuple[int, ...]], Tensor],
+        method: str,
+    ) -> Tensor:
         raise NotImplementedError
 
 
@@ -467,7 +575,13 @@ class PixelCNN(AutoregressiveModule):
         pixels to its left in its row, as far as the columns reach)."""
         return self.network.receptive_field
 
-    def _sample_flat(self, n: int, context: Tensor | None, method: str) -> Tensor:
+    def _generate(
+        self,
+        n: int,
+        context: Tensor | None,
+        choose: Callable[[Tensor, tuple[int, ...]], Tensor],
+        method: str,
+    ) -> Tensor:
         c, height, width = self.event_shape
         ref = self._reference()
         y = torch.zeros(n, c, height, width, dtype=ref.dtype, device=ref.device)
@@ -476,14 +590,14 @@ class PixelCNN(AutoregressiveModule):
                 for j in range(width):
                     for k in range(c):
                         params = self.network(self._scale_input(y), context)
-                        y[:, k, i, j] = self._draw(params[:, :, k, i, j])
+                        y[:, k, i, j] = choose(params[:, :, k, i, j], (k, i, j))
             return y
         cache = self.network.cache(n, height, width, context)
         for i in range(height):
             cache.start_row(i)
             for j in range(width):
                 for k in range(c):
-                    value = self._draw(cache.pixel(i, j)[:, :, k])
+                    value = choose(cache.pixel(i, j)[:, :, k], (k, i, j))
                     y[:, k, i, j] = value
                     cache.write(i, j, k, self._scale_input(value))
         return y
@@ -575,7 +689,13 @@ class WaveNet(AutoregressiveModule):
         r""":math:`R`: step :math:`t`'s conditional depends on steps :math:`t-R, \dots, t-1`."""
         return self.network.receptive_field
 
-    def _sample_flat(self, n: int, context: Tensor | None, method: str) -> Tensor:
+    def _generate(
+        self,
+        n: int,
+        context: Tensor | None,
+        choose: Callable[[Tensor, tuple[int, ...]], Tensor],
+        method: str,
+    ) -> Tensor:
         c, length = self.event_shape
         ref = self._reference()
         y = torch.zeros(n, c, length, dtype=ref.dtype, device=ref.device)
@@ -583,13 +703,13 @@ class WaveNet(AutoregressiveModule):
             for t in range(length):
                 for k in range(c):
                     params = self.network(self._scale_input(y), context)
-                    y[:, k, t] = self._draw(params[:, :, k, t])
+                    y[:, k, t] = choose(params[:, :, k, t], (k, t))
             return y
         cache = self.network.cache(n, context)
         for t in range(length):
             x_t = torch.zeros(n, c, dtype=ref.dtype, device=ref.device)
             for k in range(c):
-                value = self._draw(cache.step(x_t)[:, :, k])
+                value = choose(cache.step(x_t)[:, :, k], (k, t))
                 y[:, k, t] = value
                 x_t[:, k] = self._scale_input(value)
             cache.commit(x_t)
