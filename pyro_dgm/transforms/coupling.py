@@ -18,7 +18,7 @@ classes directly.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from pyro.distributions import ConditionalTransformModule, TransformModule, constraints
@@ -412,6 +412,48 @@ class MaskedAffineCoupling(_MaskedCoupling):
             _, log_scale = self._shift_and_log_scale(x * self.mask)
         return _sum_event(log_scale, self.mask.dim())
 
+    def _memory_saving_backward(
+        self,
+        out: Tensor,
+        grad_out: Tensor,
+        grad_log_det: Tensor,
+        leaves: Sequence[Tensor],
+        inverse: bool,
+    ) -> tuple[Tensor, Tensor, tuple[Tensor | None, ...]]:
+        r"""The backward step of a memory-saving stack (RevNet's algorithm for a coupling).
+
+        The hypernet's input :math:`m \odot x = m \odot y` is known from the output
+        alone, so one recorded hypernet pass both rebuilds the input and gives the
+        gradients. ``inverse``: ``out`` is :math:`x` (the step was the inverse), else
+        :math:`y`. Returns the rebuilt input, its gradient and those of ``leaves``.
+        """
+        out = out.detach()
+        kept = (out * self.mask).requires_grad_()
+        shift, log_scale = self._shift_and_log_scale(kept)
+        k = self.mask.dim()
+        grad_l = grad_log_det.reshape(*grad_log_det.shape, *(1,) * k)
+        with torch.no_grad():
+            if inverse:  # out = x = (y - t) e^{-s}; rebuild y = x e^{s} + t
+                scale = torch.exp(-log_scale)
+                rebuilt = out * torch.exp(log_scale) + shift
+                grad_direct = grad_out * scale
+                grad_shift = -grad_direct
+                grad_log_scale = -grad_out * out + grad_l
+            else:  # out = y = x e^{s} + t; rebuild x = (y - t) e^{-s}
+                scale = torch.exp(log_scale)
+                rebuilt = (out - shift) * torch.exp(-log_scale)
+                grad_direct = grad_out * scale
+                grad_shift = grad_out
+                grad_log_scale = grad_out * (out - shift) + grad_l
+        grad_kept, *leaf_grads = torch.autograd.grad(
+            [shift, log_scale],
+            [kept, *leaves],
+            [grad_shift, grad_log_scale.expand_as(log_scale)],
+            allow_unused=True,
+        )
+        grad_in = grad_direct if grad_kept is None else grad_direct + self.mask * grad_kept
+        return rebuilt, grad_in, tuple(leaf_grads)
+
 
 class ConditionalMaskedAffineCoupling(_ConditionalMaskedCoupling):
     r"""The conditional twin of :class:`MaskedAffineCoupling`:
@@ -514,6 +556,29 @@ class AdditiveCoupling(_MaskedCoupling):
     def log_abs_det_jacobian(self, x: Tensor, y: Tensor) -> Tensor:
         shape = torch.broadcast_shapes(x.shape, y.shape)
         return x.new_zeros(shape[: len(shape) - self.mask.dim()])
+
+    def _memory_saving_backward(
+        self,
+        out: Tensor,
+        grad_out: Tensor,
+        grad_log_det: Tensor,
+        leaves: Sequence[Tensor],
+        inverse: bool,
+    ) -> tuple[Tensor, Tensor, tuple[Tensor | None, ...]]:
+        r"""The backward step of a memory-saving stack: one recorded hypernet pass on
+        :math:`m \odot x = m \odot y` rebuilds the input and gives the gradients
+        (see :meth:`MaskedAffineCoupling._memory_saving_backward`)."""
+        out = out.detach()
+        kept = (out * self.mask).requires_grad_()
+        shift = self._shift(kept)
+        with torch.no_grad():
+            rebuilt = out + shift if inverse else out - shift
+        sign = -1.0 if inverse else 1.0
+        grad_kept, *leaf_grads = torch.autograd.grad(
+            shift, [kept, *leaves], sign * grad_out, allow_unused=True
+        )
+        grad_in = grad_out if grad_kept is None else grad_out + self.mask * grad_kept
+        return rebuilt, grad_in, tuple(leaf_grads)
 
 
 class ConditionalAdditiveCoupling(_ConditionalMaskedCoupling):
