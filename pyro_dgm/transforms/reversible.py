@@ -211,22 +211,19 @@ def _drop_caches(t: object) -> None:
     """Forget the tensors a layer keeps from its last pass (torch's ``(x, y)`` pair and
     the layers' own ``_cached_*`` entries): kept, they would hold every layer's
     activations for as long as the layers live."""
-    stack = [t]
-    while stack:
-        t = stack.pop()
-        if isinstance(t, _InverseTransform):
-            stack.append(t._inv)
-            continue
-        state = getattr(t, "__dict__", {})
-        for key in list(state):
-            if key == "_cached_x_y":
-                state[key] = (None, None)
-            elif key.startswith("_cached_"):
-                state[key] = None
-        stack.extend(getattr(t, "parts", ()))
-        base = getattr(t, "base_transform", None)
-        if isinstance(base, Transform):
-            stack.append(base)
+    if isinstance(t, _InverseTransform):
+        t = t._inv
+    state = getattr(t, "__dict__", None)
+    if state is None:
+        return
+    for key in state:  # values change, keys do not: iterating the dict itself is safe
+        if key.startswith("_cached_"):
+            state[key] = (None, None) if key == "_cached_x_y" else None
+    for inner in state.get("parts", ()):
+        _drop_caches(inner)
+    base = state.get("base_transform")
+    if isinstance(base, Transform):
+        _drop_caches(base)
 
 
 def _conditioned(parts: Sequence[object], context: Tensor | None) -> list[Transform]:
@@ -236,15 +233,16 @@ def _conditioned(parts: Sequence[object], context: Tensor | None) -> list[Transf
     ]
 
 
-def _step(t: Transform, h: Tensor, inverse: bool, event_dim: int) -> tuple[Tensor, Tensor]:
-    """One layer: its output and its (generative) log-det, summed to the stack's event."""
+def _step(t: Transform, h: Tensor, inverse: bool, extra: int) -> tuple[Tensor, Tensor]:
+    """One layer: its output and its (generative) log-det, summed over the ``extra``
+    event dimensions of the stack that the layer's own event does not have."""
     if inverse:
         out = t.inv(h)
         log_det = t.log_abs_det_jacobian(out, h)
     else:
         out = t(h)
         log_det = t.log_abs_det_jacobian(h, out)
-    return out, sum_rightmost(log_det, event_dim - _event_dim(t))
+    return out, sum_rightmost(log_det, extra) if extra else log_det
 
 
 def _rebuild(t: Transform, out: Tensor, inverse: bool) -> Tensor:
@@ -252,12 +250,9 @@ def _rebuild(t: Transform, out: Tensor, inverse: bool) -> Tensor:
     return t(out) if inverse else t.inv(out)
 
 
-def _fused(t: Transform, inverse: bool, event_dim: int) -> tuple[Any, bool, float] | None:
+def _fused(t: Transform, inverse: bool) -> tuple[Any, bool, float] | None:
     """A layer's own backward step (``_memory_saving_backward``: RevNet blocks and
-    couplings), with the direction and log-det sign to call it with, or ``None``
-    (then, or for a layer of a lower event rank than the stack's, the generic step)."""
-    if _event_dim(t) != event_dim:
-        return None
+    couplings), with the direction and log-det sign to call it with, or ``None``."""
     sign = 1.0
     if isinstance(t, _InverseTransform):
         t, inverse, sign = t._inv, not inverse, -1.0
@@ -282,7 +277,10 @@ class _Stack:
         name: str = "MemorySavingStack",
     ) -> None:
         self.parts = list(parts)
-        self.event_dim = max(_event_dim(p) for p in self.parts)
+        ranks = [_event_dim(p) for p in self.parts]
+        self.event_dim = max(ranks)
+        self.extra = [self.event_dim - r for r in ranks]
+        self.modules = [_modules(p) for p in self.parts]
         self.drift_tolerance = drift_tolerance
         self.on_drift = on_drift
         self.name = name
@@ -292,9 +290,9 @@ class _Stack:
         params: list[Tensor] = []
         index: dict[int, int] = {}
         groups: list[list[int]] = []
-        for part in self.parts:
+        for modules in self.modules:
             own: list[int] = []
-            for module in _modules(part):
+            for module in modules:
                 for p in module.parameters():
                     if not p.requires_grad:
                         continue
@@ -315,10 +313,11 @@ class _Stack:
         """The pass itself, in the current grad mode, keeping no layer's cache."""
         layers = _conditioned(self.parts, context)
         total: Tensor | None = None
-        for i in self.order(inverse):
+        order = self.order(inverse)
+        _drop_caches(layers[order[0]])  # a cache from elsewhere could hold this very input
+        for i in order:
             t = layers[i]
-            _drop_caches(t)
-            h, log_det = _step(t, h, inverse, self.event_dim)
+            h, log_det = _step(t, h, inverse, self.extra[i])
             _drop_caches(t)
             total = log_det if total is None else total + log_det
         assert total is not None
@@ -418,8 +417,7 @@ class _MemorySavingFunction(torch.autograd.Function):
             first = position == len(order) - 1  # the layer that met the stack's input
             with torch.enable_grad():
                 (layer,) = _conditioned([stack.parts[i]], leaf_context)
-                fused = _fused(layer, inverse, stack.event_dim)
-                _drop_caches(layer)
+                fused = _fused(layer, inverse) if stack.extra[i] == 0 else None
                 if fused is not None:
                     hook, direction, sign = fused
                     log_det_grad = sign * grad_log_det
@@ -434,15 +432,15 @@ class _MemorySavingFunction(torch.autograd.Function):
                     if first and given is not None:
                         stack.check_drift(h_in, given)
                     h_in = h_in.detach().requires_grad_()
-                    o, log_det = _step(layer, h_in, inverse, stack.event_dim)
+                    o, log_det = _step(layer, h_in, inverse, stack.extra[i])
                     outputs, grads = [o], [_reduce(grad, o.shape)]
                     if log_det.requires_grad:
                         outputs.append(log_det)
                         grads.append(_reduce(grad_log_det, log_det.shape))
+                    _drop_caches(layer)
                     grad_in, *leaf_grads = torch.autograd.grad(
                         outputs, [h_in, *leaves], grads, allow_unused=True
                     )
-                _drop_caches(layer)
             if want_context and leaf_grads:
                 g = leaf_grads[0]
                 if g is not None:
