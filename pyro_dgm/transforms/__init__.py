@@ -35,8 +35,8 @@ from pyro.distributions.transforms import (
     spline,
     spline_autoregressive,
     spline_coupling,
-    sylvester,
 )
+from pyro.distributions.transforms import sylvester as _pyro_sylvester
 
 from ._bounds import soft_bound
 from .actnorm import ActNorm, actnorm
@@ -97,6 +97,10 @@ from .revnet import (
 )
 from .sylvester import ConditionalSylvester, ConditionedSylvester, conditional_sylvester
 from .zuko import ConditionalZukoTransform, ConditionedZukoTransform, ZukoTransform, zuko_transform
+
+# importing the submodule .sylvester bound the package attribute ``sylvester`` to it;
+# the name exported is Pyro's helper (the submodule stays importable by its path)
+sylvester = _pyro_sylvester
 
 __all__ = [
     "ActNorm",

@@ -184,6 +184,9 @@ class ActNorm(TransformModule):
         call, the input's gradient and those of ``leaves`` (``loc``, ``log_scale``)."""
         with torch.no_grad():
             loc, log_scale = self._per_feature(self.loc), self._per_feature(self.log_scale)
+            shape = out.shape
+            if out.dim() == self._event_dim:  # one event: give it a batch dimension to sum
+                out, grad_out = out.unsqueeze(0), grad_out.unsqueeze(0)
             axis = out.dim() - self._event_dim
             dims = tuple(d for d in range(out.dim()) if d != axis)
             positions = math.prod(out.shape[axis + 1 :])
@@ -198,6 +201,7 @@ class ActNorm(TransformModule):
                 grad_in = grad_out * log_scale.exp()
                 grad_loc = grad_out.sum(dim=dims)
                 grad_log_scale = (grad_out * (out - loc)).sum(dim=dims) + grad_l
+            rebuilt, grad_in = rebuilt.reshape(shape), grad_in.reshape(shape)
         own = {id(self.loc): grad_loc, id(self.log_scale): grad_log_scale}
         return rebuilt, grad_in, tuple(own.get(id(leaf)) for leaf in leaves)
 

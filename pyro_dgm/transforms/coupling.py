@@ -26,6 +26,7 @@ from torch import Tensor
 
 from ..nn.dense import CouplingMLP
 from ._bounds import soft_bound
+from ._context import BoundContext, bind_context
 from ._events import real_event
 
 __all__ = [
@@ -47,6 +48,10 @@ __all__ = [
 # ---------------------------------------------------------------------------
 # masks
 # ---------------------------------------------------------------------------
+
+
+#: Where the bound context of conditioned couplings lived (pickles name it), for one release.
+_BoundContext = BoundContext
 
 
 def _check_positive_int(value: object, name: str, minimum: int = 1) -> int:
@@ -190,45 +195,6 @@ def _check_params(param: Tensor, mask: Tensor, what: str) -> None:
 
 def _sum_event(s: Tensor, event_dim: int) -> Tensor:
     return s.sum(dim=tuple(range(-event_dim, 0)))
-
-
-class _BoundContext:
-    """``hypernet(x_masked, context)`` with the context bound, as a function of
-    ``x_masked`` alone.
-
-    The batch dimensions of the input and of the context (``batch + (context_dim,)``)
-    are broadcast against each other first, so the hypernet only meets equal batch
-    shapes (Pyro's ``ConditionalDenseNN`` expands the context but cannot grow the input).
-    """
-
-    def __init__(self, hypernet: Callable[..., object], context: Tensor, event_dim: int) -> None:
-        self.hypernet = hypernet
-        self.context = context
-        self.event_dim = event_dim
-
-    def __call__(self, x: Tensor) -> object:
-        split = x.dim() - self.event_dim
-        batch = torch.broadcast_shapes(x.shape[:split], self.context.shape[:-1])
-        x = x.expand(*batch, *x.shape[split:])
-        context = self.context.expand(*batch, self.context.shape[-1])
-        return self.hypernet(x, context)
-
-
-def _bind_context(
-    hypernet: Callable[..., object], context: Tensor, event_dim: int
-) -> _BoundContext:
-    if not isinstance(context, Tensor) or context.dim() < 1:
-        raise ValueError(
-            "context must be a tensor of shape batch_shape + (context_dim,), got "
-            f"{tuple(context.shape) if isinstance(context, Tensor) else type(context).__name__}"
-        )
-    expected = getattr(hypernet, "context_dim", None)
-    if isinstance(expected, int) and context.shape[-1] != expected:
-        raise ValueError(
-            f"context must have last dimension context_dim={expected}, "
-            f"got shape {tuple(context.shape)}"
-        )
-    return _BoundContext(hypernet, context, event_dim)
 
 
 # ---------------------------------------------------------------------------
@@ -496,7 +462,7 @@ class ConditionalMaskedAffineCoupling(_ConditionalMaskedCoupling):
         return f"event_shape={tuple(self.mask.shape)}, scale_bound={self.scale_bound}"
 
     def condition(self, context: Tensor) -> MaskedAffineCoupling:
-        bound = _bind_context(self.hypernet, context, self.mask.dim())
+        bound = bind_context(self.hypernet, context, self.mask.dim())
         return MaskedAffineCoupling._from_validated(self.mask, bound, scale_bound=self.scale_bound)
 
 
@@ -612,7 +578,7 @@ class ConditionalAdditiveCoupling(_ConditionalMaskedCoupling):
         return f"event_shape={tuple(self.mask.shape)}"
 
     def condition(self, context: Tensor) -> AdditiveCoupling:
-        bound = _bind_context(self.hypernet, context, self.mask.dim())
+        bound = bind_context(self.hypernet, context, self.mask.dim())
         return AdditiveCoupling._from_validated(self.mask, bound)
 
 

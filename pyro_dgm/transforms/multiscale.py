@@ -39,7 +39,7 @@ from torch.distributions import Transform
 
 from ._bounds import soft_bound
 from .image import Squeeze
-from .reversible import DRIFT_TOLERANCE, _check_options, _checked_parts, _Stack
+from .reversible import DRIFT_TOLERANCE, MemorySavingPass
 
 __all__ = ["MultiScaleLevel", "MultiScaleTransform", "SplitPrior"]
 
@@ -166,8 +166,8 @@ class MultiScaleLevel(nn.Module):
             *([_SQUEEZE.inv] if self.squeeze else []),
             *reversed(self.pre_parts),
         ]
-        self._drift = _check_options(drift_tolerance, on_drift)
-        self._stack: _Stack | None = None
+        self._drift = (drift_tolerance, on_drift)
+        self._stack: MemorySavingPass | None = None
         self.memory_saving = memory_saving
 
     @property
@@ -182,8 +182,7 @@ class MultiScaleLevel(nn.Module):
         self._memory_saving = value
         self._stack = None
         if value and self._generative:
-            parts = _checked_parts(self._generative, conditional_allowed=False)
-            self._stack = _Stack(parts, *self._drift, name="MultiScaleLevel")
+            self._stack = MemorySavingPass(self._generative, *self._drift, name="MultiScaleLevel")
 
     @staticmethod
     def _infer(parts: Sequence[Transform], h: Tensor, log_det: Tensor) -> tuple[Tensor, Tensor]:

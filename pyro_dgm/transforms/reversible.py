@@ -68,11 +68,12 @@ from torch.distributions.transforms import _InverseTransform
 from ..utils.checks import check_choice, check_number
 from ._events import real_event
 from .sylvester import ConditionalSylvester, ConditionedSylvester
-from .zuko import ConditionalZukoTransform, _ZukoBridge
+from .zuko import ConditionalZukoTransform, ConditionedZukoTransform, ZukoTransform
 
 __all__ = [
     "ConditionalMemorySavingStack",
     "ConditionedMemorySavingStack",
+    "MemorySavingPass",
     "MemorySavingStack",
     "ReconstructionError",
     "ReconstructionWarning",
@@ -100,7 +101,7 @@ _NO_INVERSE = (
         ),
     ),
     (
-        (_ZukoBridge, ConditionalZukoTransform),
+        (ZukoTransform, ConditionedZukoTransform, ConditionalZukoTransform),
         (
             "zuko's layers invert sequentially (autoregressive) or by bisection (neural, "
             "unconstrained monotonic), not exactly in one pass"
@@ -265,24 +266,34 @@ def _fused(t: Transform, inverse: bool) -> tuple[Any, bool, float] | None:
 # ---------------------------------------------------------------------------
 
 
-class _Stack:
-    """The layers of a stack and how it runs them (shared by the module, its
-    conditioned copies, and the multi-scale levels that run their steps through it)."""
+class MemorySavingPass:
+    """The layers of a memory-saving stack and how it runs them: what
+    :class:`MemorySavingStack`, its conditioned copies and the memory-saving
+    :class:`~pyro_dgm.transforms.MultiScaleLevel` share. It owns no parameters.
+
+    Arguments:
+        transforms: The layers in generative order (checked as the stack checks them).
+        drift_tolerance: The largest relative reconstruction error accepted.
+        on_drift: ``"raise"``, ``"warn"`` or ``"off"``.
+        name: Who runs it, for the messages.
+        conditional: Whether conditional layers are allowed.
+    """
 
     def __init__(
         self,
-        parts: Sequence[object],
+        transforms: Sequence[object],
         drift_tolerance: float = DRIFT_TOLERANCE,
         on_drift: str = "raise",
         name: str = "MemorySavingStack",
+        conditional: bool = False,
     ) -> None:
-        self.parts = list(parts)
-        ranks = [_event_dim(p) for p in self.parts]
+        self.parts = _checked_parts(transforms, conditional_allowed=conditional)
+        self.drift_tolerance, self.on_drift = _check_options(drift_tolerance, on_drift)
+        parts = self.parts
+        ranks = [_event_dim(p) for p in parts]
         self.event_dim = max(ranks)
         self.extra = [self.event_dim - r for r in ranks]
-        self.modules = [_modules(p) for p in self.parts]
-        self.drift_tolerance = drift_tolerance
-        self.on_drift = on_drift
+        self.modules = [_modules(p) for p in parts]
         self.name = name
 
     def groups(self) -> tuple[list[Tensor], list[list[int]]]:
@@ -377,7 +388,7 @@ class _MemorySavingFunction(torch.autograd.Function):
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: Any,
-        stack: _Stack,
+        stack: MemorySavingPass,
         inverse: bool,
         groups: list[list[int]],
         h: Tensor,
@@ -397,7 +408,7 @@ class _MemorySavingFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad_out: Tensor, grad_log_det: Tensor) -> tuple[Tensor | None, ...]:
-        stack: _Stack = ctx.stack
+        stack: MemorySavingPass = ctx.stack
         inverse: bool = ctx.inverse
         params: tuple[Tensor, ...] = ctx.params
         given, out, context = ctx.saved_tensors
@@ -465,21 +476,21 @@ def _check_options(drift_tolerance: float, on_drift: str) -> tuple[float, str]:
     return tol, check_choice(on_drift, "on_drift", ("raise", "warn", "off"))
 
 
-class _StackTransform:
+class MemorySavingPassTransform:
     """``_call``, ``_inverse``, shapes and the cached log-det of a stack (mixed into
     the module and its conditioned copy)."""
 
-    _stack: _Stack
+    _stack: MemorySavingPass
     _context: Tensor | None
 
     def forward_shape(self, shape: tuple[int, ...] | torch.Size) -> tuple[int, ...]:
-        for part in self._stack.parts:
-            shape = part.forward_shape(shape)  # type: ignore[union-attr]
+        for part in self._stack.parts:  # a conditional layer keeps the shape
+            shape = getattr(part, "forward_shape", tuple)(shape)
         return tuple(shape)
 
     def inverse_shape(self, shape: tuple[int, ...] | torch.Size) -> tuple[int, ...]:
         for part in reversed(self._stack.parts):
-            shape = part.inverse_shape(shape)  # type: ignore[union-attr]
+            shape = getattr(part, "inverse_shape", tuple)(shape)
         return tuple(shape)
 
     def _call(self, z: Tensor) -> Tensor:
@@ -499,7 +510,7 @@ class _StackTransform:
         return self._stack.apply(x, self._context, inverse=True)[1]
 
 
-class MemorySavingStack(_StackTransform, TransformModule):
+class MemorySavingStack(MemorySavingPassTransform, TransformModule):
     r"""Invertible layers composed, trained with memory-saving backpropagation: the
     backward pass rebuilds each layer's input from its output instead of keeping it
     (Gomez et al., 2017; see :mod:`pyro_dgm.transforms.reversible`).
@@ -572,10 +583,8 @@ class MemorySavingStack(_StackTransform, TransformModule):
         on_drift: str = "raise",
     ) -> None:
         super().__init__(cache_size=1)
-        parts = _checked_parts(transforms, conditional_allowed=False)
-        tol, on = _check_options(drift_tolerance, on_drift)
-        self._stack = _Stack(parts, tol, on)
-        self.layers = nn.ModuleList(m for p in parts for m in _modules(p))
+        self._stack = MemorySavingPass(transforms, drift_tolerance, on_drift)
+        self.layers = nn.ModuleList(m for ms in self._stack.modules for m in ms)
         self._context = None
         self._cached_log_det: tuple[Tensor, Tensor, Tensor] | None = None
         self._constraint = real_event(self._stack.event_dim)
@@ -600,13 +609,13 @@ class MemorySavingStack(_StackTransform, TransformModule):
         )
 
 
-class ConditionedMemorySavingStack(_StackTransform, Transform):
+class ConditionedMemorySavingStack(MemorySavingPassTransform, Transform):
     """A :class:`ConditionalMemorySavingStack` bound to a context, whose gradient the
     backward pass computes too (``condition(context)`` returns it)."""
 
     bijective = True
 
-    def __init__(self, stack: _Stack, context: Tensor) -> None:
+    def __init__(self, stack: MemorySavingPass, context: Tensor) -> None:
         super().__init__(cache_size=1)
         self._stack = stack
         self._context = context
@@ -651,10 +660,10 @@ class ConditionalMemorySavingStack(ConditionalTransformModule):
         on_drift: str = "raise",
     ) -> None:
         super().__init__()
-        parts = _checked_parts(transforms, conditional_allowed=True)
-        tol, on = _check_options(drift_tolerance, on_drift)
-        self._stack = _Stack(parts, tol, on, name="ConditionalMemorySavingStack")
-        self.layers = nn.ModuleList(m for p in parts for m in _modules(p))
+        self._stack = MemorySavingPass(
+            transforms, drift_tolerance, on_drift, "ConditionalMemorySavingStack", conditional=True
+        )
+        self.layers = nn.ModuleList(m for ms in self._stack.modules for m in ms)
         self._constraint = real_event(self._stack.event_dim)
 
     @property
@@ -672,6 +681,9 @@ class ConditionalMemorySavingStack(ConditionalTransformModule):
 
     def extra_repr(self) -> str:
         return f"num_layers={len(self.parts)}, drift_tolerance={self._stack.drift_tolerance:g}"
+
+    forward_shape = MemorySavingPassTransform.forward_shape
+    inverse_shape = MemorySavingPassTransform.inverse_shape
 
     def condition(self, context: Tensor) -> ConditionedMemorySavingStack:
         if not isinstance(context, Tensor) or context.dim() < 1:

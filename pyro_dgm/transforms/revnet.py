@@ -39,8 +39,8 @@ from torch import Tensor, nn
 
 from ..nn.conv import ConvResNet
 from ..utils.checks import check_int, check_shape
+from ._context import bind_context
 from ._events import real_event
-from .coupling import _bind_context
 from .image import Squeeze
 
 __all__ = [
@@ -332,8 +332,8 @@ class ConditionalRevNetBlock(ConditionalTransformModule):
         return f"num_features={self.num_features}, split={self.split}, event_dim={self._event_dim}"
 
     def condition(self, context: Tensor) -> RevNetBlock:
-        f = _bind_context(self.f, context, self._event_dim)
-        g = _bind_context(self.g, context, self._event_dim)
+        f = bind_context(self.f, context, self._event_dim)
+        g = bind_context(self.g, context, self._event_dim)
         return RevNetBlock._from_parts(f, g, self.num_features, self.split, self._event_dim)
 
 
