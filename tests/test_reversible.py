@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.distributions import Transform
 from torch.distributions.transforms import AbsTransform, _InverseTransform
 
-from pyro_dgm import infer
+from pyro_dgm import image_flows, infer
 from pyro_dgm.flows import Flow, MultiScaleGlow, MultiScaleRealNVP
 from pyro_dgm.models import FlowModel
 from pyro_dgm.transforms import (
@@ -487,6 +487,11 @@ def test_state_dicts_move_between_memory_saving_and_ordinary() -> None:
     assert torch.allclose(ordinary().log_prob(x), lp, atol=1e-5)
     ordinary.memory_saving = True
     assert ordinary.transform.levels[0].memory_saving
+    # the former names in image_flows are the same classes
+    assert image_flows.Glow((1, 4, 4), 1, 1, hidden_channels=4, memory_saving=True).memory_saving
+    assert image_flows.RealNVP(
+        (1, 4, 4), 1, 1, hidden_channels=4, memory_saving=True
+    ).memory_saving
 
 
 def test_double_backward_is_refused() -> None:
@@ -543,6 +548,14 @@ def test_layers_without_an_exact_inverse_are_refused(name: str) -> None:
         memory_saving([ActNorm(3), make()])
     with pytest.raises(ValueError, match=reason):
         memory_saving([ActNorm(3), make()])
+
+
+def test_transforms_sylvester_is_pyros_helper_not_the_submodule() -> None:
+    """Importing the submodule ``transforms.sylvester`` had rebound the exported name."""
+    import pyro_dgm.transforms as T
+
+    assert T.sylvester is pyro_T.sylvester
+    assert isinstance(T.sylvester(3), pyro_T.Sylvester)
 
 
 def test_bad_stacks_and_options_are_named() -> None:

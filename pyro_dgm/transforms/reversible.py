@@ -820,10 +820,12 @@ def memory_saving(
     return kind(transforms, drift_tolerance=drift_tolerance, on_drift=on_drift)
 
 
-def relative_drift(stack: MemorySavingStack, x: Tensor) -> float:
+def relative_drift(stack: MemorySavingStack | MemorySavingPass, x: Tensor) -> float:
     """The relative error ``max |g(f(x)) - x| / max |x|`` of rebuilding ``x`` through the
-    stack in its dtype (no gradient): what the backward pass's check measures."""
+    stack (or a multi-scale level's pass, ``level._stack``) in its dtype, without a
+    gradient: what the backward pass's check measures."""
+    run = (stack._stack if isinstance(stack, MemorySavingStack) else stack).run
     with torch.no_grad():
-        z = stack._stack.run(x, None, inverse=True)[0]
-        back = stack._stack.run(z, None, inverse=False)[0]
+        z = run(x, None, inverse=True)[0]
+        back = run(z, None, inverse=False)[0]
     return float((back - x).abs().max()) / max(float(x.abs().max()), math.ulp(0.0))
