@@ -633,10 +633,14 @@ class MemorySavingStack(MemorySavingPassTransform, TransformModule):
 
     Layers without an exact one-pass inverse (planar, radial and Sylvester flows,
     autoregressive layers, batch normalisation, zuko's layers) are refused with a
-    ``ValueError`` naming them. The networks must be deterministic (no dropout):
-    the backward pass re-runs them. ActNorm initialises itself in the forward pass
-    (the re-runs find it initialised), and every parameter receives its gradient
-    once, through the autograd function's inputs, as with ordinary backpropagation.
+    ``ValueError`` naming them. The networks must be deterministic (no dropout) and
+    run in one precision: the backward pass re-runs them, without the random state or
+    the ``autocast`` setting of the forward pass, and only first derivatives are
+    available (a second backward pass raises). ActNorm initialises itself in the
+    forward pass (the re-runs find it initialised), and every parameter receives its
+    gradient once, through the inputs of the autograd functions, as with ordinary
+    backpropagation (so ``torch.autograd.grad``, parameter hooks and Pyro's param store
+    see the usual gradients).
 
     *Drift.* Rebuilt inputs differ from the true ones by rounding. The stack keeps a
     reference to the input it was given (no copy: it is held by its caller anyway)
