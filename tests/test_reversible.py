@@ -494,6 +494,27 @@ def test_state_dicts_move_between_memory_saving_and_ordinary() -> None:
     ).memory_saving
 
 
+def test_autograd_grad_and_parameter_hooks_see_the_usual_gradients() -> None:
+    layers = _perturbed(_vector_layers())
+    twins = copy.deepcopy(layers)
+    stack = MemorySavingStack(layers)
+    x = torch.randn(6, 4, dtype=F64)
+    params = list(stack.parameters())
+    seen = []
+    params[0].register_hook(lambda g: seen.append(g.clone()))
+    z = stack.inv(x)
+    grads = torch.autograd.grad((z.pow(2).sum() - stack.log_abs_det_jacobian(z, x).sum()), params)
+    z2, log_det2 = _ordinary(twins, x, None, inverse=True)
+    theirs = [
+        p for t in twins for p in (t._inv if isinstance(t, _InverseTransform) else t).parameters()
+    ]
+    grads2 = torch.autograd.grad(z2.pow(2).sum() - log_det2.sum(), theirs)
+    for a, b in zip(grads, grads2, strict=True):
+        assert _relative(a, b) < 1e-6
+    assert len(seen) == 1 and torch.equal(seen[0], grads[0])
+    assert all(p.grad is None for p in params)  # autograd.grad accumulates nothing
+
+
 def test_double_backward_is_refused() -> None:
     stack = MemorySavingStack([revnet_block(4, [8])])
     x = torch.randn(3, 4, requires_grad=True)
