@@ -100,10 +100,16 @@ from pyro_dgm.models.vae.networks import MLPEncoder
 from pyro_dgm.models.vae.posteriors import GaussianPosterior, make_posterior
 from pyro_dgm.models.vae.priors import StandardNormalPrior, VampPrior
 from pyro_dgm.transforms import (
+    ActNorm,
+    InvertibleLinear,
     affine_autoregressive,
+    conditional_masked_affine_coupling,
+    conditional_revnet_block,
     half_mask,
     iterated,
     masked_affine_coupling,
+    memory_saving,
+    revnet_block,
     zuko_transform,
 )
 
@@ -192,6 +198,15 @@ DISTRIBUTIONS = [
                                          hidden_channels=8)),
     Dist("image_realnvp", lambda: ImageRealNVP((1, 4, 4), num_levels=2, num_steps=1,
                                                hidden_channels=8, num_blocks=1)),
+    # memory-saving backpropagation (the multi-scale flows' flag; stacks in a Flow)
+    Dist("image_glow_memory_saving", lambda: ImageGlow((1, 4, 4), num_levels=2, num_steps=1,
+                                                       hidden_channels=8, memory_saving=True)),
+    Dist("memory_saving_stack", lambda: Flow([memory_saving([
+        ActNorm(3), revnet_block(3, H), InvertibleLinear(3),
+        masked_affine_coupling(3, hidden_dims=H)])], event_shape=3)),
+    Dist("memory_saving_stack_conditional", lambda: Flow([memory_saving([
+        ActNorm(3), conditional_masked_affine_coupling(3, 2, hidden_dims=H),
+        conditional_revnet_block(3, 2, H)])], event_shape=3), context_dim=2),
     # autoregressive distributions of integer images and sequences
     Dist("pixelcnn", lambda: PixelCNN((1, 2, 3), 5, hidden_channels=4, num_layers=1,
                                       num_components=2)),
@@ -296,6 +311,9 @@ PAIRS = [
         "discretized_logistic", images=True, prior="flow", posterior="iaf")),
     Pair("image_glow_model", lambda: _flow_model(
         ImageGlow((1, 4, 4), 2, 1, hidden_channels=8), torch.randn(N, 1, 4, 4))),
+    Pair("image_glow_memory_saving_model", lambda: _flow_model(
+        ImageGlow((1, 4, 4), 2, 1, hidden_channels=8, memory_saving=True),
+        torch.randn(N, 1, 4, 4))),
     Pair("pixelcnn_model", lambda: Setup(*_ar_pair(
         PixelCNN((1, 2, 3), 5, hidden_channels=4, num_layers=1, num_components=2),
         torch.randint(0, 5, (N, 1, 2, 3))))),

@@ -110,6 +110,15 @@ class TestMultiScaleTransforms(TransformHarness):
         TransformCase(
             "nice_no_actnorm", lambda: _realnvp(coupling="additive", actnorm=False), (1, 4, 4)
         ),
+        TransformCase(
+            "glow_memory_saving", lambda: _glow(memory_saving=True), (1, 4, 4), data_init=True
+        ),
+        TransformCase(
+            "realnvp_memory_saving",
+            lambda: _realnvp(memory_saving=True, learned_prior=True),
+            (1, 4, 4),
+            data_init=True,
+        ),
     ]
 
 

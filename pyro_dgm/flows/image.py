@@ -68,6 +68,16 @@ class MultiScaleFlow(Flow):
         return self.layers[0]
 
     @property
+    def memory_saving(self) -> bool:
+        """Whether training rebuilds the steps' activations in the backward pass instead
+        of keeping them (settable; see :class:`~pyro_dgm.transforms.MultiScaleLevel`)."""
+        return self.transform.memory_saving
+
+    @memory_saving.setter
+    def memory_saving(self, value: bool) -> None:
+        self.transform.memory_saving = value
+
+    @property
     def latent_shapes(self) -> list[torch.Size]:
         """The shape of each level's latent, first (finest) level first."""
         return list(self.transform.latent_shapes)
@@ -147,6 +157,10 @@ class MultiScaleRealNVP(MultiScaleFlow):
         coupling: ``"affine"`` (RealNVP) or ``"additive"`` (NICE).
         actnorm: Put an ActNorm before each coupling.
         learned_prior: Glow's learned conditional prior on the factored halves.
+        memory_saving: Train with memory-saving backpropagation: each level's steps
+            rebuild their activations in the backward pass (activation memory flat
+            in ``num_steps``; see :class:`~pyro_dgm.transforms.MemorySavingStack`).
+            The same parameters and the same density either way.
 
     Example:
         >>> flow = MultiScaleRealNVP((1, 8, 8), num_levels=2, num_steps=1, hidden_channels=8)
@@ -165,6 +179,7 @@ class MultiScaleRealNVP(MultiScaleFlow):
         coupling: str = "affine",
         actnorm: bool = True,
         learned_prior: bool = False,
+        memory_saving: bool = False,
     ) -> None:
         shape = _preset_shape(event_shape, num_levels, num_steps, coupling, num_levels - 1)
         net = {"hidden_channels": hidden_channels, "num_blocks": num_blocks}
@@ -187,6 +202,7 @@ class MultiScaleRealNVP(MultiScaleFlow):
                         stage(shape, "checkerboard", num_steps + 1),
                         squeeze=False,
                         split=False,
+                        memory_saving=memory_saving,
                     )
                 )
                 break
@@ -198,6 +214,7 @@ class MultiScaleRealNVP(MultiScaleFlow):
                 squeeze=True,
                 split=True,
                 learned_prior=learned_prior,
+                memory_saving=memory_saving,
             )
             levels.append(level)
             shape = level.output_shape
@@ -227,6 +244,10 @@ class MultiScaleGlow(MultiScaleFlow):
         parametrization: ``"lu"`` or ``"qr"`` for the 1x1 convolutions.
         coupling: ``"affine"`` or ``"additive"``.
         learned_prior: The learned conditional prior on the factored halves.
+        memory_saving: Train with memory-saving backpropagation: each level's steps
+            rebuild their activations in the backward pass (activation memory flat
+            in ``num_steps``; see :class:`~pyro_dgm.transforms.MemorySavingStack`).
+            The same parameters and the same density either way.
 
     Example:
         >>> MultiScaleGlow((1, 8, 8), num_levels=3, num_steps=1, hidden_channels=8).latent_shapes
@@ -244,6 +265,7 @@ class MultiScaleGlow(MultiScaleFlow):
         parametrization: str = "lu",
         coupling: str = "affine",
         learned_prior: bool = True,
+        memory_saving: bool = False,
     ) -> None:
         shape = _preset_shape(event_shape, num_levels, num_steps, coupling, num_levels)
         net = {"hidden_channels": hidden_channels, "num_blocks": num_blocks}
@@ -260,7 +282,13 @@ class MultiScaleGlow(MultiScaleFlow):
                 ]
             split = index < num_levels - 1
             level = MultiScaleLevel(
-                shape, (), steps, squeeze=True, split=split, learned_prior=learned_prior and split
+                shape,
+                (),
+                steps,
+                squeeze=True,
+                split=split,
+                learned_prior=learned_prior and split,
+                memory_saving=memory_saving,
             )
             levels.append(level)
             shape = level.output_shape

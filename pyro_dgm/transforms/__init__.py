@@ -35,8 +35,8 @@ from pyro.distributions.transforms import (
     spline,
     spline_autoregressive,
     spline_coupling,
-    sylvester,
 )
+from pyro.distributions.transforms import sylvester as _pyro_sylvester
 
 from ._bounds import soft_bound
 from .actnorm import ActNorm, actnorm
@@ -76,8 +76,31 @@ from .image import (
 from .linear import InvertibleLinear, invertible_linear
 from .logit import LogitTransform, NormalToLogisticTransform
 from .multiscale import MultiScaleLevel, MultiScaleTransform, SplitPrior
+from .reversible import (
+    ConditionalMemorySavingStack,
+    ConditionedMemorySavingStack,
+    MemorySavingStack,
+    ReconstructionError,
+    ReconstructionWarning,
+    memory_saving,
+    relative_drift,
+)
+from .revnet import (
+    ConditionalRevNetBlock,
+    InvertibleDownsampling,
+    RevNetBlock,
+    conditional_conv_revnet_block,
+    conditional_revnet_block,
+    conv_revnet_block,
+    invertible_downsampling,
+    revnet_block,
+)
 from .sylvester import ConditionalSylvester, ConditionedSylvester, conditional_sylvester
 from .zuko import ConditionalZukoTransform, ConditionedZukoTransform, ZukoTransform, zuko_transform
+
+# importing the submodule .sylvester bound the package attribute ``sylvester`` to it;
+# the name exported is Pyro's helper (the submodule stays importable by its path)
+sylvester = _pyro_sylvester
 
 __all__ = [
     "ActNorm",
@@ -90,28 +113,36 @@ __all__ = [
     "ConditionalAffineAutoregressive",
     "ConditionalAffineCoupling",
     "ConditionalMaskedAffineCoupling",
+    "ConditionalMemorySavingStack",
     "ConditionalPlanar",
     "ConditionalRadial",
+    "ConditionalRevNetBlock",
     "ConditionalSpline",
     "ConditionalSplineAutoregressive",
     "ConditionalSylvester",
     "ConditionalZukoTransform",
     "ConditionedAffine",
     "ConditionedAffineAutoregressive",
+    "ConditionedMemorySavingStack",
     "ConditionedSylvester",
     "ConditionedZukoTransform",
     "GeneralizedChannelPermute",
     "Householder",
     "InvertibleConv1x1",
+    "InvertibleDownsampling",
     "InvertibleLinear",
     "LogitTransform",
     "MaskedAffineCoupling",
+    "MemorySavingStack",
     "MultiScaleLevel",
     "MultiScaleTransform",
     "NormalToLogisticTransform",
     "Permute",
     "Planar",
     "Radial",
+    "ReconstructionError",
+    "ReconstructionWarning",
+    "RevNetBlock",
     "Spline",
     "SplineAutoregressive",
     "SplineCoupling",
@@ -133,24 +164,31 @@ __all__ = [
     "conditional_affine_autoregressive",
     "conditional_affine_coupling",
     "conditional_conv_affine_coupling",
+    "conditional_conv_revnet_block",
     "conditional_masked_affine_coupling",
     "conditional_planar",
     "conditional_radial",
+    "conditional_revnet_block",
     "conditional_sylvester",
     "conv_additive_coupling",
     "conv_affine_coupling",
+    "conv_revnet_block",
     "generalized_channel_permute",
     "half_mask",
     "householder",
     "image_mask",
     "invertible_conv1x1",
+    "invertible_downsampling",
     "invertible_linear",
     "iterated",
     "masked_affine_coupling",
+    "memory_saving",
     "permute",
     "planar",
     "radial",
     "random_mask",
+    "relative_drift",
+    "revnet_block",
     "soft_bound",
     "spline",
     "spline_autoregressive",

@@ -3,6 +3,7 @@ r"""Activation normalization (Glow's ActNorm) with data-dependent initialisation
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -169,6 +170,40 @@ class ActNorm(TransformModule):
         event_dim = self._event_dim
         positions = math.prod(x.shape[x.dim() - event_dim + 1 :])
         return (positions * self.log_scale.sum()).expand(x.shape[: x.dim() - event_dim])
+
+    def _memory_saving_backward(
+        self,
+        out: Tensor,
+        grad_out: Tensor,
+        grad_log_det: Tensor,
+        leaves: Sequence[Tensor],
+        inverse: bool,
+    ) -> tuple[Tensor, Tensor, tuple[Tensor | None, ...]]:
+        """The backward step of a memory-saving stack, in closed form: the input
+        rebuilt from the output ``out`` of the inverse (``inverse``) or of the forward
+        call, the input's gradient and those of ``leaves`` (``loc``, ``log_scale``)."""
+        with torch.no_grad():
+            loc, log_scale = self._per_feature(self.loc), self._per_feature(self.log_scale)
+            shape = out.shape
+            if out.dim() == self._event_dim:  # one event: give it a batch dimension to sum
+                out, grad_out = out.unsqueeze(0), grad_out.unsqueeze(0)
+            axis = out.dim() - self._event_dim
+            dims = tuple(d for d in range(out.dim()) if d != axis)
+            positions = math.prod(out.shape[axis + 1 :])
+            grad_l = positions * grad_log_det.sum()
+            if inverse:  # out = (y - loc) e^{-l}
+                rebuilt = out * log_scale.exp() + loc
+                grad_in = grad_out * (-log_scale).exp()
+                grad_loc = -grad_in.sum(dim=dims)
+                grad_log_scale = -(grad_out * out).sum(dim=dims) + grad_l
+            else:  # out = x e^{l} + loc
+                rebuilt = (out - loc) * (-log_scale).exp()
+                grad_in = grad_out * log_scale.exp()
+                grad_loc = grad_out.sum(dim=dims)
+                grad_log_scale = (grad_out * (out - loc)).sum(dim=dims) + grad_l
+            rebuilt, grad_in = rebuilt.reshape(shape), grad_in.reshape(shape)
+        own = {id(self.loc): grad_loc, id(self.log_scale): grad_log_scale}
+        return rebuilt, grad_in, tuple(own.get(id(leaf)) for leaf in leaves)
 
 
 def actnorm(num_features: int, event_dim: int = 1) -> ActNorm:

@@ -18,7 +18,7 @@ classes directly.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from pyro.distributions import ConditionalTransformModule, TransformModule, constraints
@@ -26,6 +26,7 @@ from torch import Tensor
 
 from ..nn.dense import CouplingMLP
 from ._bounds import soft_bound
+from ._context import BoundContext, bind_context
 from ._events import real_event
 
 __all__ = [
@@ -47,6 +48,10 @@ __all__ = [
 # ---------------------------------------------------------------------------
 # masks
 # ---------------------------------------------------------------------------
+
+
+#: Where the bound context of conditioned couplings lived (pickles name it), for one release.
+_BoundContext = BoundContext
 
 
 def _check_positive_int(value: object, name: str, minimum: int = 1) -> int:
@@ -190,45 +195,6 @@ def _check_params(param: Tensor, mask: Tensor, what: str) -> None:
 
 def _sum_event(s: Tensor, event_dim: int) -> Tensor:
     return s.sum(dim=tuple(range(-event_dim, 0)))
-
-
-class _BoundContext:
-    """``hypernet(x_masked, context)`` with the context bound, as a function of
-    ``x_masked`` alone.
-
-    The batch dimensions of the input and of the context (``batch + (context_dim,)``)
-    are broadcast against each other first, so the hypernet only meets equal batch
-    shapes (Pyro's ``ConditionalDenseNN`` expands the context but cannot grow the input).
-    """
-
-    def __init__(self, hypernet: Callable[..., object], context: Tensor, event_dim: int) -> None:
-        self.hypernet = hypernet
-        self.context = context
-        self.event_dim = event_dim
-
-    def __call__(self, x: Tensor) -> object:
-        split = x.dim() - self.event_dim
-        batch = torch.broadcast_shapes(x.shape[:split], self.context.shape[:-1])
-        x = x.expand(*batch, *x.shape[split:])
-        context = self.context.expand(*batch, self.context.shape[-1])
-        return self.hypernet(x, context)
-
-
-def _bind_context(
-    hypernet: Callable[..., object], context: Tensor, event_dim: int
-) -> _BoundContext:
-    if not isinstance(context, Tensor) or context.dim() < 1:
-        raise ValueError(
-            "context must be a tensor of shape batch_shape + (context_dim,), got "
-            f"{tuple(context.shape) if isinstance(context, Tensor) else type(context).__name__}"
-        )
-    expected = getattr(hypernet, "context_dim", None)
-    if isinstance(expected, int) and context.shape[-1] != expected:
-        raise ValueError(
-            f"context must have last dimension context_dim={expected}, "
-            f"got shape {tuple(context.shape)}"
-        )
-    return _BoundContext(hypernet, context, event_dim)
 
 
 # ---------------------------------------------------------------------------
@@ -412,6 +378,48 @@ class MaskedAffineCoupling(_MaskedCoupling):
             _, log_scale = self._shift_and_log_scale(x * self.mask)
         return _sum_event(log_scale, self.mask.dim())
 
+    def _memory_saving_backward(
+        self,
+        out: Tensor,
+        grad_out: Tensor,
+        grad_log_det: Tensor,
+        leaves: Sequence[Tensor],
+        inverse: bool,
+    ) -> tuple[Tensor, Tensor, tuple[Tensor | None, ...]]:
+        r"""The backward step of a memory-saving stack (RevNet's algorithm for a coupling).
+
+        The hypernet's input :math:`m \odot x = m \odot y` is known from the output
+        alone, so one recorded hypernet pass both rebuilds the input and gives the
+        gradients. ``inverse``: ``out`` is :math:`x` (the step was the inverse), else
+        :math:`y`. Returns the rebuilt input, its gradient and those of ``leaves``.
+        """
+        out = out.detach()
+        kept = (out * self.mask).requires_grad_()
+        shift, log_scale = self._shift_and_log_scale(kept)
+        k = self.mask.dim()
+        grad_l = grad_log_det.reshape(*grad_log_det.shape, *(1,) * k)
+        with torch.no_grad():
+            if inverse:  # out = x = (y - t) e^{-s}; rebuild y = x e^{s} + t
+                scale = torch.exp(-log_scale)
+                rebuilt = out * torch.exp(log_scale) + shift
+                grad_direct = grad_out * scale
+                grad_shift = -grad_direct
+                grad_log_scale = -grad_out * out + grad_l
+            else:  # out = y = x e^{s} + t; rebuild x = (y - t) e^{-s}
+                scale = torch.exp(log_scale)
+                rebuilt = (out - shift) * torch.exp(-log_scale)
+                grad_direct = grad_out * scale
+                grad_shift = grad_out
+                grad_log_scale = grad_out * (out - shift) + grad_l
+        grad_kept, *leaf_grads = torch.autograd.grad(
+            [shift, log_scale],
+            [kept, *leaves],
+            [grad_shift, grad_log_scale.expand_as(log_scale)],
+            allow_unused=True,
+        )
+        grad_in = grad_direct if grad_kept is None else grad_direct + self.mask * grad_kept
+        return rebuilt, grad_in, tuple(leaf_grads)
+
 
 class ConditionalMaskedAffineCoupling(_ConditionalMaskedCoupling):
     r"""The conditional twin of :class:`MaskedAffineCoupling`:
@@ -454,7 +462,7 @@ class ConditionalMaskedAffineCoupling(_ConditionalMaskedCoupling):
         return f"event_shape={tuple(self.mask.shape)}, scale_bound={self.scale_bound}"
 
     def condition(self, context: Tensor) -> MaskedAffineCoupling:
-        bound = _bind_context(self.hypernet, context, self.mask.dim())
+        bound = bind_context(self.hypernet, context, self.mask.dim())
         return MaskedAffineCoupling._from_validated(self.mask, bound, scale_bound=self.scale_bound)
 
 
@@ -515,6 +523,29 @@ class AdditiveCoupling(_MaskedCoupling):
         shape = torch.broadcast_shapes(x.shape, y.shape)
         return x.new_zeros(shape[: len(shape) - self.mask.dim()])
 
+    def _memory_saving_backward(
+        self,
+        out: Tensor,
+        grad_out: Tensor,
+        grad_log_det: Tensor,
+        leaves: Sequence[Tensor],
+        inverse: bool,
+    ) -> tuple[Tensor, Tensor, tuple[Tensor | None, ...]]:
+        r"""The backward step of a memory-saving stack: one recorded hypernet pass on
+        :math:`m \odot x = m \odot y` rebuilds the input and gives the gradients
+        (see :meth:`MaskedAffineCoupling._memory_saving_backward`)."""
+        out = out.detach()
+        kept = (out * self.mask).requires_grad_()
+        shift = self._shift(kept)
+        with torch.no_grad():
+            rebuilt = out + shift if inverse else out - shift
+        sign = -1.0 if inverse else 1.0
+        grad_kept, *leaf_grads = torch.autograd.grad(
+            shift, [kept, *leaves], sign * grad_out, allow_unused=True
+        )
+        grad_in = grad_out if grad_kept is None else grad_out + self.mask * grad_kept
+        return rebuilt, grad_in, tuple(leaf_grads)
+
 
 class ConditionalAdditiveCoupling(_ConditionalMaskedCoupling):
     r"""The conditional twin of :class:`AdditiveCoupling`: ``condition(context)``
@@ -547,7 +578,7 @@ class ConditionalAdditiveCoupling(_ConditionalMaskedCoupling):
         return f"event_shape={tuple(self.mask.shape)}"
 
     def condition(self, context: Tensor) -> AdditiveCoupling:
-        bound = _bind_context(self.hypernet, context, self.mask.dim())
+        bound = bind_context(self.hypernet, context, self.mask.dim())
         return AdditiveCoupling._from_validated(self.mask, bound)
 
 

@@ -39,6 +39,7 @@ from torch.distributions import Transform
 
 from ._bounds import soft_bound
 from .image import Squeeze
+from .reversible import DRIFT_TOLERANCE, MemorySavingPass
 
 __all__ = ["MultiScaleLevel", "MultiScaleTransform", "SplitPrior"]
 
@@ -104,6 +105,13 @@ class MultiScaleLevel(nn.Module):
     generative direction, as everywhere in pyro_dgm, so the inference pass
     applies their inverses.
 
+    With ``memory_saving=True`` the level's steps and its squeeze run as one
+    :class:`~pyro_dgm.transforms.MemorySavingStack` does: their activations are
+    rebuilt in the backward pass instead of kept, in both directions (the split and
+    its prior back-propagate as usual). The parameters and their names are the same
+    either way, so a state dict moves between the two, and the attribute can be
+    switched on a built level.
+
     Arguments:
         input_shape: The shape :math:`(C, H, W)` entering the level.
         pre: Transforms on ``input_shape``, before the squeeze.
@@ -113,6 +121,10 @@ class MultiScaleLevel(nn.Module):
         learned_prior: Whether the factored half gets Glow's learned
             conditional Gaussian prior (:class:`SplitPrior`) rather than the
             standard normal.
+        memory_saving: Rebuild the steps' activations in the backward pass.
+        drift_tolerance: With ``memory_saving``, the largest relative error of the
+            rebuilt input of the level (see :class:`~pyro_dgm.transforms.MemorySavingStack`).
+        on_drift: ``"raise"``, ``"warn"`` or ``"off"``.
     """
 
     def __init__(
@@ -124,6 +136,9 @@ class MultiScaleLevel(nn.Module):
         squeeze: bool = True,
         split: bool = True,
         learned_prior: bool = False,
+        memory_saving: bool = False,
+        drift_tolerance: float = DRIFT_TOLERANCE,
+        on_drift: str = "raise",
     ) -> None:
         super().__init__()
         c, h, w = self.input_shape = _image_shape(input_shape)
@@ -145,6 +160,29 @@ class MultiScaleLevel(nn.Module):
         self.output_shape = (kept, h, w) if split else (c, h, w)
         self.latent_shape = (c // 2, h, w) if split else (c, h, w)
         self.prior = SplitPrior(kept, c // 2) if split and learned_prior else None
+        # the steps and the squeeze in generative order, for a memory-saving pass
+        self._generative = [
+            *reversed(self.post_parts),
+            *([_SQUEEZE.inv] if self.squeeze else []),
+            *reversed(self.pre_parts),
+        ]
+        self._drift = (drift_tolerance, on_drift)
+        self._stack: MemorySavingPass | None = None
+        self.memory_saving = memory_saving
+
+    @property
+    def memory_saving(self) -> bool:
+        """Whether the steps' activations are rebuilt in the backward pass."""
+        return self._memory_saving
+
+    @memory_saving.setter
+    def memory_saving(self, value: bool) -> None:
+        if not isinstance(value, bool):
+            raise ValueError(f"memory_saving: expected True or False, got {value!r}")
+        self._memory_saving = value
+        self._stack = None
+        if value and self._generative:
+            self._stack = MemorySavingPass(self._generative, *self._drift, name="MultiScaleLevel")
 
     @staticmethod
     def _infer(parts: Sequence[Transform], h: Tensor, log_det: Tensor) -> tuple[Tensor, Tensor]:
@@ -166,10 +204,14 @@ class MultiScaleLevel(nn.Module):
         r"""Inference pass: ``(h, epsilon, log_det)``, with ``h`` the part that goes
         on (``None``-free: the empty split's ``h`` is ``epsilon`` itself for the last
         level) and ``log_det`` increased by the generative log-det of this level."""
-        h, log_det = self._infer(self.pre_parts, x, log_det)
-        if self.squeeze:
-            h = _SQUEEZE._call(h)
-        h, log_det = self._infer(self.post_parts, h, log_det)
+        if self._stack is not None:
+            h, steps = self._stack.apply(x, None, inverse=True)
+            log_det = log_det + steps
+        else:
+            h, log_det = self._infer(self.pre_parts, x, log_det)
+            if self.squeeze:
+                h = _SQUEEZE._call(h)
+            h, log_det = self._infer(self.post_parts, h, log_det)
         if not self.split:
             return h, h, log_det
         kept = self.output_shape[0]
@@ -192,6 +234,9 @@ class MultiScaleLevel(nn.Module):
             h = torch.cat([h, z], dim=-3)
         else:
             h = eps
+        if self._stack is not None:
+            h, steps = self._stack.apply(h, None, inverse=False)
+            return h, log_det + steps
         h, log_det = self._generate(self.post_parts, h, log_det)
         if self.squeeze:
             h = _SQUEEZE._inverse(h)
@@ -253,6 +298,17 @@ class MultiScaleTransform(TransformModule):
                 f"the latents {self.latent_shapes} do not add up to the event {self.event_shape}"
             )
         self._cached_log_det: tuple[Tensor, Tensor, Tensor] | None = None
+
+    @property
+    def memory_saving(self) -> bool:
+        """Whether every level rebuilds its steps' activations in the backward pass
+        (settable: switches every level)."""
+        return all(level.memory_saving for level in self.levels)
+
+    @memory_saving.setter
+    def memory_saving(self, value: bool) -> None:
+        for level in self.levels:
+            level.memory_saving = value
 
     def _check(self, x: Tensor, name: str) -> None:
         if x.dim() < 3 or x.shape[-3:] != self.event_shape:
