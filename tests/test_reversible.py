@@ -731,3 +731,35 @@ def test_flow_distribution_around_a_stack_samples_and_scores() -> None:
     base = dist.Normal(torch.zeros(4), 1.0).to_event(1)
     assert torch.allclose(d.log_prob(x.clone()), d.log_prob(x), atol=1e-5)
     assert base.batch_shape == ()
+
+
+def test_active_dropout_is_refused_and_eval_mode_or_no_dropout_runs() -> None:
+    """The rebuilding backward pass re-runs each layer: a fresh dropout mask there would
+    rebuild a wrong input and give wrong gradients, so the stack refuses it."""
+    from pyro_dgm.nn import CouplingMLP
+    from pyro_dgm.transforms import MaskedAffineCoupling
+
+    def layer(p: float) -> MaskedAffineCoupling:
+        net = CouplingMLP(4, [16], num_outputs=2, dropout=p)
+        with torch.no_grad():
+            net.layers[-1].weight.normal_(0.0, 0.1)
+        return MaskedAffineCoupling(half_mask(4), net)
+
+    x = torch.randn(8, 4)
+    stack = memory_saving([layer(0.5), ActNorm(4)])
+    with pytest.raises(ValueError, match=r"layer 0 .*drops out units in train\(\) mode"):
+        stack.log_abs_det_jacobian(stack.inv(x), x).sum().backward()
+    stack.eval()
+    stack.inv(x).sum().backward()  # no dropout in eval(): the pass runs
+    plain = memory_saving([layer(0.0)])
+    plain.inv(x).sum().backward()
+
+
+def test_a_learnable_tensor_outside_a_module_is_refused() -> None:
+    """Its gradient would be dropped without a word: refused at construction."""
+    from torch.distributions import AffineTransform
+
+    shift = nn.Parameter(torch.zeros(3))
+    with pytest.raises(ValueError, match=r"learnable tensors \(loc\) outside an nn.Module"):
+        memory_saving([AffineTransform(shift, 2.0, event_dim=1)])
+    memory_saving([AffineTransform(torch.zeros(3), 2.0, event_dim=1)])  # a constant is fine

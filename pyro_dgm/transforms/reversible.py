@@ -159,7 +159,35 @@ def _refusal(part: object) -> str | None:
             return reason
     if not getattr(inner, "bijective", False):
         return "it is not bijective"
+    if not isinstance(inner, nn.Module):
+        learnable = [
+            k for k, v in vars(inner).items() if isinstance(v, Tensor) and v.requires_grad
+        ]
+        if learnable:
+            return (
+                f"it holds learnable tensors ({', '.join(learnable)}) outside an nn.Module, "
+                "which the rebuilding backward pass cannot give a gradient; make the layer a "
+                "TransformModule"
+            )
     return None
+
+
+def _active_dropout(modules: Sequence[nn.Module]) -> bool:
+    """Whether a module (or one inside it) in ``train()`` mode drops out units: the
+    rebuilding backward pass re-runs each layer and would draw another mask."""
+    for module in modules:
+        for m in module.modules():
+            rate = (
+                m.p if isinstance(m, nn.modules.dropout._DropoutNd) else getattr(m, "dropout", 0)
+            )
+            if (
+                m.training
+                and isinstance(rate, float | int)
+                and not isinstance(rate, bool)
+                and rate > 0
+            ):
+                return True
+    return False
 
 
 def _checked_parts(transforms: object, conditional_allowed: bool) -> list[object]:
@@ -346,6 +374,14 @@ class MemorySavingPass:
         )
         if not needed:
             return self.run(h, context, inverse)
+        for i, modules in enumerate(self.modules):
+            if _active_dropout(modules):
+                raise ValueError(
+                    f"{self.name}: layer {i} ({type(self.parts[i]).__name__}) drops out units in "
+                    "train() mode; the memory-saving backward pass re-runs every layer and would "
+                    "draw another dropout mask, so its rebuilt inputs and gradients would be "
+                    "wrong. Build its networks with dropout=0, or train without memory_saving"
+                )
         order = self.order(inverse)
         chunks = [tuple(order[k : k + CHUNK]) for k in range(0, len(order), CHUNK)]
         slots = [_Slot() for _ in chunks[1:]]  # slot k: the input of chunk k + 1
