@@ -110,6 +110,12 @@ def load(name: str, **kwargs: Any) -> Dataset:
 
     Raises:
         ValueError: If ``name`` is unknown; the message lists the valid names.
+
+    Example:
+        >>> load("rings", num_train=100, num_validation=20, num_test=20)
+        ... # doctest: +NORMALIZE_WHITESPACE
+        Dataset(name='rings', train=100, validation=20, test=20, event_shape=(2,),
+                dtype=torch.float32, num_levels=None, labels=False)
     """
     name = ALIASES.get(name, name)
     if name == "digits":

@@ -141,6 +141,12 @@ def build_autoregressive(
 
     Raises:
         ValueError: An unknown ``name``, continuous data, or data of the wrong rank.
+
+    Example:
+        >>> from pyro_dgm import datasets
+        >>> pair = build_autoregressive("pixelcnn", datasets.digits(), hidden=8, num_layers=1)
+        >>> pair.sample(2).shape
+        torch.Size([2, 1, 8, 8])
     """
     if name not in AUTOREGRESSIVE_MODELS:
         raise ValueError(f"name: expected one of {AUTOREGRESSIVE_MODELS}, got {name!r}")
