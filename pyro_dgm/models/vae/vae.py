@@ -596,7 +596,7 @@ class VAE(nn.Module):
             ...     def forward(self, z):
             ...         return dist.Bernoulli(logits=self.net(z)).to_event(1)
             >>> vae = VAE.for_vectors(6, latent_dim=2, encoder=Encoder(), decoder=Decoder(),
-            ...                       posterior=None, likelihood="bernoulli")
+            ...                       posterior=None, likelihood="bernoulli", name="tutorial_vae")
             >>> x = torch.randint(0, 2, (5, 6)).float()
             >>> loss = pyro.infer.Trace_ELBO().differentiable_loss(vae.model, vae.guide, x)
             >>> vae.posterior_predictive(x, num_samples=3).shape
