@@ -182,7 +182,13 @@ def _add_fit_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of the ``pyro-dgm`` command and its ``fit`` and ``evaluate`` commands."""
+    """The parser of the ``pyro-dgm`` command and its ``fit`` and ``evaluate`` commands.
+
+    Example:
+        >>> args = build_parser().parse_args(["fit", "--data", "rings", "--model", "maf"])
+        >>> args.data, args.model
+        ('rings', 'maf')
+    """
     parser = _Parser(
         prog="pyro-dgm", description="Deep generative models for Pyro: fit and report."
     )
@@ -222,7 +228,12 @@ def fit_command(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pyro-dgm`` command: the exit status (0 done, 1 a non-finite
-    evaluation, 2 an error, 130 Ctrl-C)."""
+    evaluation, 2 an error, 130 Ctrl-C).
+
+    Example:
+        >>> main(["fit", "--data", "nowhere"])  # one "pyro-dgm: error:" line on stderr
+        2
+    """
     args = build_parser().parse_args(argv)
     joined_before = _in_process_group()
     try:
