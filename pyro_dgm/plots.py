@@ -7,6 +7,13 @@ The ``*_figure`` functions draw the same pictures into a whole
 :class:`matplotlib.figure.Figure` made without pyplot (no global figure list, no
 backend to choose: ``fig.savefig`` renders with Agg), for scripts and the command
 line, which save them and let them go.
+
+What they draw: a density :math:`p(x) = e^{\log p(x)}` on a grid (:func:`density_2d`),
+each point's PSIS :math:`\hat k` against the bands of Yao et al. (:func:`pareto_k`:
+:math:`\hat k \le 0.5` good, :math:`\le 0.7` usable, above not to be trusted), and the
+ELBO surgery terms :math:`\mathbb I_q[x, z]` and
+:math:`\mathrm{KL}(q_\text{agg} \,\|\, p)` (:func:`elbo_surgery_bars`), in nats per
+data point.
 """
 
 from __future__ import annotations

@@ -16,6 +16,13 @@ The package: :mod:`~pyro_dgm.cli.config` (the run's settings, :class:`RunConfig`
 :mod:`~pyro_dgm.cli.runs` (run folders on disk), :mod:`~pyro_dgm.cli.fit` and
 :mod:`~pyro_dgm.cli.evaluate` (the two commands). Every failure is one
 ``pyro-dgm: error: ...`` line on stderr with exit status 2; Ctrl-C exits with 130.
+
+A run's report gives the held-out negative log-likelihood in nats and in bits per
+dimension, with the bound it is (exact for flows and autoregressive models, the
+importance-weighted bound with :math:`K` draws for VAEs and dequantized flows):
+
+.. math:: \mathrm{NLL} = -\frac1N \sum_{i=1}^N \log \hat p(x_i), \qquad
+    \mathrm{bpd} = \frac{\mathrm{NLL}}{D \log 2}
 """
 
 from __future__ import annotations
