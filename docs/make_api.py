@@ -35,6 +35,7 @@ FAMILIES = {
     "pyro_dgm.diagnostics": "Diagnostics",
     "pyro_dgm.plots": "Plots",
     "pyro_dgm.cli": "Command line",
+    "pyro_dgm.utils": "Utilities",
 }
 
 
