@@ -156,9 +156,15 @@ def to_inference_data(
         chunk_size: Draws per vectorized pass.
 
     Example:
-        >>> from pyro_dgm.models import VAE
-        >>> vae = VAE.for_vectors(3, latent_dim=2, hidden_dims=(8,), name="idata_example")
-        >>> idata = to_inference_data(vae.model, vae.guide, torch.randn(6, 3), num_samples=100,
+        >>> import pyro
+        >>> def model(x):  # z ~ N(0, 1), x ~ N(z, 1) for each point
+        ...     with pyro.plate("data", len(x)):
+        ...         z = pyro.sample("z", pyro.distributions.Normal(0.0, 1.0))
+        ...         pyro.sample("x", pyro.distributions.Normal(z, 1.0), obs=x)
+        >>> def guide(x):  # the exact posterior N(x / 2, 1/2)
+        ...     with pyro.plate("data", len(x)):
+        ...         pyro.sample("z", pyro.distributions.Normal(x / 2, 0.5**0.5))
+        >>> idata = to_inference_data(model, guide, torch.randn(6), num_samples=100,
         ...                           num_draws=4)
         >>> idata.groups()
         ['posterior', 'log_likelihood', 'sample_stats', 'observed_data']

@@ -174,8 +174,8 @@ def double_inversion(lazy: object, direction: str, name: str) -> str | None:
         >>> lazy = zuko.flows.MAF(2, transforms=1).transform
         >>> double_inversion(lazy, "iaf", "flow") is None
         True
-        >>> double_inversion(lazy.inv, "iaf", "flow")[:44]
-        'flow: its zuko transformation is already in'
+        >>> double_inversion(lazy.inv, "iaf", "flow").startswith("flow: its zuko transformation")
+        True
     """
     if direction != "iaf" or not isinstance(lazy, LazyInverse):
         return None
