@@ -48,9 +48,13 @@ exclude_patterns = [
 
 # the results page is generated from benchmarks/results/ at every build, never typed by hand
 sys.path.insert(0, str(Path(__file__).parent))
+import make_api
 from make_results import write_results
 
 write_results(Path(__file__).parent / "results.md")
+# the API pages follow the package's __all__ lists at every build (tests check they are
+# what make_api writes, so the committed pages never go stale either)
+make_api.main(Path(__file__).parent / "reference")
 
 # tutorials/ lives at the top of the repository; expose it to Sphinx as docs/tutorials
 link = Path(__file__).parent / "tutorials"

@@ -501,3 +501,71 @@ def test_state_dict_and_double_reach_the_zuko_parameters() -> None:
     t.double()
     assert all(p.dtype == torch.float64 for p in t.lazy.parameters())
     assert "direction='maf'" in repr(t)
+
+
+# ---------------------------------------------------------------------------
+# an already-inverted zuko flow (Pyro's flow-guide tutorial) given direction="iaf"
+# ---------------------------------------------------------------------------
+
+
+def _network_passes(flow: zuko.flows.Flow, draw: Callable[[], Tensor]) -> int:
+    """How many times ``draw`` runs the hyper-networks of ``flow``'s layers."""
+    calls = []
+    hooks = [
+        layer.hyper.register_forward_hook(lambda *_: calls.append(1))
+        for layer in flow.transform.modules()
+        if isinstance(layer, MaskedAutoregressiveTransform)
+    ]
+    try:
+        draw()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return len(calls)
+
+
+def test_zuko_flow_refuses_an_inverted_transform_with_direction_iaf() -> None:
+    from pyro_dgm.flows import ZukoFlow
+
+    flow = zuko.flows.MAF(4, transforms=2, hidden_features=HIDDEN)
+    flow.transform = flow.transform.inv  # the tutorial's trick for cheap sampling
+    with pytest.raises(ValueError, match=r"flow: .*already inverted.*direction='maf'"):
+        ZukoFlow(flow, direction="iaf")
+    # what the message offers: the .inv with "maf", or no .inv with "iaf" -- the same map,
+    # sampled in one pass per layer
+    kept = ZukoFlow(flow)
+    plain = zuko.flows.MAF(4, transforms=2, hidden_features=HIDDEN)
+    plain.load_state_dict(
+        {k.replace("transform.transform.", "transform."): v for k, v in flow.state_dict().items()}
+    )
+    dropped = ZukoFlow(plain, direction="iaf")
+    torch.manual_seed(3)
+    a = kept().sample((5,))
+    torch.manual_seed(3)
+    b = dropped().sample((5,))
+    assert torch.allclose(a, b, atol=1e-6)
+    assert _network_passes(flow, lambda: kept().sample((5,))) == 2  # one per layer
+    assert _network_passes(plain, lambda: dropped().sample((5,))) == 2
+    # the double flip itself, built at the transform level, takes D = 4 or more per layer
+    with pytest.warns(UserWarning, match="already inverted"):
+        twice = ZukoTransform(flow.transform, "iaf")
+    d = TransformedDistribution(dist.Normal(torch.zeros(4), 1.0).to_event(1), [twice])
+    assert _network_passes(flow, lambda: d.sample((5,))) >= 2 * 4
+
+
+def test_bridge_warns_about_an_inverted_transform_only_with_direction_iaf() -> None:
+    import warnings
+
+    lazy = zuko.flows.MAF(3, transforms=2, hidden_features=HIDDEN).transform
+    conditional = zuko.flows.MAF(3, context=2, transforms=2, hidden_features=HIDDEN).transform
+    for build in (ZukoTransform, ConditionalZukoTransform, zuko_transform):
+        inverted = (conditional if build is ConditionalZukoTransform else lazy).inv
+        with pytest.warns(UserWarning, match="lazy_transform: .*already inverted") as caught:
+            t = build(inverted, "iaf")
+        assert len(caught) == 1, build  # once, not once per wrapper or per condition()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            if isinstance(t, ConditionalZukoTransform):
+                t.condition(torch.randn(2))  # conditioning does not warn again
+            build(inverted, "maf")  # the tutorial's .inv in the default direction: fine
+            build(inverted.inv, "iaf")  # zuko's orientation flipped once: fine

@@ -16,6 +16,13 @@ The package: :mod:`~pyro_dgm.cli.config` (the run's settings, :class:`RunConfig`
 :mod:`~pyro_dgm.cli.runs` (run folders on disk), :mod:`~pyro_dgm.cli.fit` and
 :mod:`~pyro_dgm.cli.evaluate` (the two commands). Every failure is one
 ``pyro-dgm: error: ...`` line on stderr with exit status 2; Ctrl-C exits with 130.
+
+A run's report gives the held-out negative log-likelihood in nats and in bits per
+dimension, with the bound it is (exact for flows and autoregressive models, the
+importance-weighted bound with :math:`K` draws for VAEs and dequantized flows):
+
+.. math:: \mathrm{NLL} = -\frac1N \sum_{i=1}^N \log \hat p(x_i), \qquad
+    \mathrm{bpd} = \frac{\mathrm{NLL}}{D \log 2}
 """
 
 from __future__ import annotations
@@ -182,7 +189,13 @@ def _add_fit_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of the ``pyro-dgm`` command and its ``fit`` and ``evaluate`` commands."""
+    """The parser of the ``pyro-dgm`` command and its ``fit`` and ``evaluate`` commands.
+
+    Example:
+        >>> args = build_parser().parse_args(["fit", "--data", "rings", "--model", "maf"])
+        >>> args.data, args.model
+        ('rings', 'maf')
+    """
     parser = _Parser(
         prog="pyro-dgm", description="Deep generative models for Pyro: fit and report."
     )
@@ -222,7 +235,12 @@ def fit_command(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pyro-dgm`` command: the exit status (0 done, 1 a non-finite
-    evaluation, 2 an error, 130 Ctrl-C)."""
+    evaluation, 2 an error, 130 Ctrl-C).
+
+    Example:
+        >>> main(["fit", "--data", "nowhere"])  # one "pyro-dgm: error:" line on stderr
+        2
+    """
     args = build_parser().parse_args(argv)
     joined_before = _in_process_group()
     try:

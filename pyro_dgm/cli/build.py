@@ -100,6 +100,11 @@ def load_data(config: RunConfig) -> datasets.Dataset:
 
     Raises:
         ValueError: For a conditional run on data without labels.
+
+    Example:
+        >>> from pyro_dgm.cli.config import RunConfig
+        >>> load_data(RunConfig(data="digits", model="pixelcnn", conditional=True)).context_shape
+        torch.Size([10])
     """
     name = datasets.ALIASES.get(config.data, config.data)
     if not config.conditional:
@@ -131,7 +136,12 @@ IMAGE_FLOW_BUILDERS: dict[str, Callable[[tuple[int, ...], Any], flows.Flow]] = {
 
 def model_kind(model: str, data: datasets.Dataset) -> str:
     """``"autoregressive"``, ``"vae"``, ``"image_flow"`` (a multi-scale flow on images)
-    or ``"flow"`` (a vector flow on the flattened data)."""
+    or ``"flow"`` (a vector flow on the flattened data).
+
+    Example:
+        >>> model_kind("glow", datasets.digits()), model_kind("glow", datasets.load("moons"))
+        ('image_flow', 'flow')
+    """
     if model in models.AUTOREGRESSIVE_MODELS:
         return "autoregressive"
     if model == "vae":
@@ -143,7 +153,13 @@ def model_kind(model: str, data: datasets.Dataset) -> str:
 
 def is_latent_variable_model(model: str, data: datasets.Dataset) -> bool:
     """Whether the pair has latent variables (a VAE, a flow on dequantized data), so
-    that its likelihood is a bound (ELBO, importance-weighted) rather than exact."""
+    that its likelihood is a bound (ELBO, importance-weighted) rather than exact.
+
+    Example:
+        >>> digits = datasets.digits()
+        >>> is_latent_variable_model("vae", digits), is_latent_variable_model("pixelcnn", digits)
+        (True, False)
+    """
     kind = model_kind(model, data)
     return kind == "vae" or (kind in ("flow", "image_flow") and data.num_levels is not None)
 
@@ -164,6 +180,12 @@ def resolve_config(
         ValueError: For a setting the model does not use (unless ``drop_unused``), or
             one that does not fit the data (e.g. a Bernoulli likelihood of continuous
             data); the message names the flag.
+
+    Example:
+        >>> from pyro_dgm.cli.config import RunConfig
+        >>> config = resolve_config(RunConfig(data="digits", model="vae"), datasets.digits())
+        >>> config.prior, config.posterior, config.likelihood, config.latent_dim
+        ('normal', 'gaussian', 'discretized_logistic', 16)
     """
     kind = model_kind(config.model, data)
     discrete = data.num_levels is not None
@@ -282,6 +304,13 @@ def build_pair(config: RunConfig, data: datasets.Dataset) -> tuple[datasets.Data
     The config is resolved first (:func:`resolve_config`) and is not changed. Random
     initial values (1x1 convolutions, pseudo-inputs) come from torch's generator: seed
     it first for the same pair.
+
+    Example:
+        >>> from pyro_dgm.cli.config import RunConfig
+        >>> moons = datasets.load("moons")
+        >>> data, pair = build_pair(RunConfig(data="moons", model="maf", num_layers=1, hidden=8), moons)
+        >>> type(pair).__name__, data is moons
+        ('FlowModel', True)
     """
     config = resolve_config(config, data)
     kind = model_kind(config.model, data)
@@ -306,7 +335,14 @@ def split_args(
     data: datasets.Dataset, split: str, count: int | None = None
 ) -> tuple[torch.Tensor, ...]:
     """The arguments the pair takes for (the first ``count`` points of) a split:
-    ``(x,)``, or ``(x, context)`` for data with a context."""
+    ``(x,)``, or ``(x, context)`` for data with a context.
+
+    Example:
+        >>> from pyro_dgm.cli.config import RunConfig
+        >>> labelled = load_data(RunConfig(data="digits", model="pixelcnn", conditional=True))
+        >>> [tuple(t.shape) for t in split_args(labelled, "test", 3)]  # (x, one-hot labels)
+        [(3, 1, 8, 8), (3, 10)]
+    """
     batch = data.split(split)
     args = batch if isinstance(batch, tuple) else (batch,)
     return args if count is None else tuple(a[:count] for a in args)
@@ -356,7 +392,13 @@ def _build_vae(config: RunConfig, data: datasets.Dataset) -> tuple[datasets.Data
 
 def architecture(config: RunConfig, data: datasets.Dataset) -> dict[str, Any]:
     """What was built, in numbers: the kind of model and its depth as counted by the
-    model itself (e.g. ``2 * num_layers`` couplings of a vector RealNVP)."""
+    model itself (e.g. ``2 * num_layers`` couplings of a vector RealNVP).
+
+    Example:
+        >>> from pyro_dgm.cli.config import RunConfig
+        >>> architecture(RunConfig(data="moons", model="realnvp", num_layers=3), datasets.load("moons"))
+        {'kind': 'vector flow', 'num_transforms': 6, 'transforms_are': 'couplings', 'hidden_dims': [64, 64]}
+    """
     config = resolve_config(config, data)
     described = _architecture(config, data)
     if config.conditional:
@@ -405,7 +447,14 @@ def _architecture(config: RunConfig, data: datasets.Dataset) -> dict[str, Any]:
 
 def run_name(config: RunConfig, data: datasets.Dataset) -> str:
     """The default folder name of a run: ``DATA-MODEL`` with the VAE's prior and
-    posterior or the dequantization, and ``-conditional`` for a conditional run."""
+    posterior or the dequantization, and ``-conditional`` for a conditional run.
+
+    Example:
+        >>> from pyro_dgm.cli.config import RunConfig
+        >>> digits = datasets.digits()
+        >>> run_name(resolve_config(RunConfig(data="digits", model="vae"), digits), digits)
+        'digits-vae-normal-gaussian'
+    """
     config = resolve_config(config, data)
     name = f"{config.data}-{config.model}"
     if config.model == "vae":

@@ -136,6 +136,14 @@ class RunConfig:
 
     Raises:
         ValueError: For a setting of the wrong type or out of range, naming it.
+
+    Example:
+        >>> RunConfig(data="digits", model="pixelcnn", epochs=50).to_dict()["epochs"]
+        50
+        >>> RunConfig(lr=-1.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: lr: expected a positive number, got -1.0
     """
 
     data: str = "moons"

@@ -44,12 +44,21 @@ def check_device_name(value: object, name: str = "device") -> str:
 
 
 def default_device() -> str:
-    """``"cuda"`` when ``torch.cuda.is_available()``, else ``"cpu"``."""
+    """``"cuda"`` when ``torch.cuda.is_available()``, else ``"cpu"``.
+
+    Example:
+        >>> default_device() == ("cuda" if torch.cuda.is_available() else "cpu")
+        True
+    """
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def check_available(device: str, flag: str = "--device") -> None:
-    """Refuse a device this machine does not have, saying what it has instead."""
+    """Refuse a device this machine does not have, saying what it has instead.
+
+    Example:
+        >>> check_available("cpu")  # every machine has one
+    """
     kind = torch.device(device)
     if kind.type == "cuda":
         if not torch.cuda.is_available():
@@ -69,7 +78,12 @@ def check_available(device: str, flag: str = "--device") -> None:
 
 def torch_device(device: str) -> torch.device:
     """The torch device of this process: ``"cuda"`` is the GPU of this process's
-    ``LOCAL_RANK`` under torchrun (the first GPU otherwise)."""
+    ``LOCAL_RANK`` under torchrun (the first GPU otherwise).
+
+    Example:
+        >>> torch_device("cpu")
+        device(type='cpu')
+    """
     kind = torch.device(device)
     if kind.type == "cuda" and kind.index is None:
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))

@@ -9,11 +9,21 @@ __all__ = ["RunError", "report_error"]
 
 
 class RunError(RuntimeError):
-    """A failure of a run whose message says what happened to its folder."""
+    """A failure of a run whose message says what happened to its folder.
+
+    Example:
+        >>> issubclass(RunError, RuntimeError)
+        True
+    """
 
 
 def report_error(error: BaseException) -> int:
-    """Print ``error`` as one ``pyro-dgm: error:`` line on stderr; return 2."""
+    """Print ``error`` as one ``pyro-dgm: error:`` line on stderr; return 2.
+
+    Example:
+        >>> report_error(ValueError("--epochs: expected an int >= 1, got 0"))  # printed on stderr
+        2
+    """
     message = " ".join(str(error).split())
     if not isinstance(error, (ValueError, RunError)):
         message = f"{type(error).__name__}: {message}"

@@ -57,7 +57,14 @@ __all__ = ["add_evaluate_parser", "evaluate_command", "run_evaluate"]
 
 
 def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``evaluate`` command to the ``pyro-dgm`` sub-command parsers."""
+    """Add the ``evaluate`` command to the ``pyro-dgm`` sub-command parsers.
+
+    Example:
+        >>> parser = argparse.ArgumentParser(prog="pyro-dgm")
+        >>> sub = add_evaluate_parser(parser.add_subparsers(dest="command"))
+        >>> parser.parse_args(["evaluate", "runs/moons-spline", "--num-samples", "500"]).num_samples
+        500
+    """
     parser = subparsers.add_parser(
         "evaluate",
         help="diagnostics of a fitted run: log-likelihood, PSIS k-hat, ELBO surgery, LOO",
@@ -156,7 +163,22 @@ def _parameters_epoch(history: Any, complete: bool) -> int:
 
 def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Run ``pyro-dgm evaluate``: write ``diagnostics.json`` and figures into
-    ``args.run_dir`` and return what was written."""
+    ``args.run_dir`` and return what was written.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from pyro_dgm.cli.config import RunConfig
+        >>> from pyro_dgm.cli.fit import fit_run
+        >>> out = Path(tempfile.mkdtemp()) / "moons-maf"  # a one-epoch run of a small flow
+        >>> config = RunConfig(data="moons", model="maf", epochs=1, num_layers=1, hidden=8, device="cpu")
+        >>> _ = fit_run(config, out, progress=False)
+        >>> parser = argparse.ArgumentParser(prog="pyro-dgm")
+        >>> _ = add_evaluate_parser(parser.add_subparsers(dest="command"))
+        >>> report = run_evaluate(parser.parse_args(["evaluate", str(out)]))
+        >>> (out / "diagnostics.json").is_file()
+        True
+    """
     _check_args(args)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -287,7 +309,14 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 def evaluate_command(args: argparse.Namespace) -> int:
     """``pyro-dgm evaluate``: run, print a one-line summary, return the exit status
-    (errors print one ``pyro-dgm: error:`` line and return 2)."""
+    (errors print one ``pyro-dgm: error:`` line and return 2).
+
+    Example:
+        >>> parser = argparse.ArgumentParser(prog="pyro-dgm")
+        >>> _ = add_evaluate_parser(parser.add_subparsers(dest="command"))
+        >>> evaluate_command(parser.parse_args(["evaluate", "/no/such/run"]))  # an error line
+        2
+    """
     try:
         report = run_evaluate(args)
     except (ValueError, OSError, RuntimeError) as error:

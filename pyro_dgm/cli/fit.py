@@ -70,7 +70,13 @@ NEGATIVE_ELBO = "negative ELBO (nats per point; an upper bound on the NLL)"
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped a fit; ``out`` holds the run at the end of epoch ``epoch``
     (``out`` is ``None`` when no epoch had ended and nothing was written). A
-    ``KeyboardInterrupt``, so that Ctrl-C still stops a script that calls the fit."""
+    ``KeyboardInterrupt``, so that Ctrl-C still stops a script that calls the fit.
+
+    Example:
+        >>> error = RunInterrupted(Path("runs/x"), 3, 10)
+        >>> isinstance(error, KeyboardInterrupt), str(error)[:53]
+        (True, 'interrupted; runs/x holds the run at the end of epoch')
+    """
 
     def __init__(self, out: Path | None, epoch: int, epochs: int) -> None:
         self.out, self.epoch, self.epochs = out, epoch, epochs
@@ -110,7 +116,13 @@ def _set_threads(threads: int | None) -> None:
 
 
 def prepare(config: RunConfig) -> Prepared:
-    """Seed Pyro and torch, load the data, resolve the config and build the pair."""
+    """Seed Pyro and torch, load the data, resolve the config and build the pair.
+
+    Example:
+        >>> ready = prepare(RunConfig(data="moons", model="maf", num_layers=1, hidden=8, device="cpu"))
+        >>> type(ready.pair).__name__, len(ready.data.train)
+        ('FlowModel', 10000)
+    """
     pyro.clear_param_store()
     pyro.set_rng_seed(config.seed)
     data = load_data(config)
@@ -439,7 +451,12 @@ def _run(
 def with_device(config: RunConfig, device: str | None = None) -> RunConfig:
     """The config with its device: ``device`` if given, else the config's, else
     ``"cuda"`` when CUDA is available and ``"cpu"`` otherwise; refused when this machine
-    lacks it."""
+    lacks it.
+
+    Example:
+        >>> with_device(RunConfig(), "cpu").device
+        'cpu'
+    """
     config = config.replace(device=device or config.device or default_device())
     check_available(config.device)
     return config
@@ -500,6 +517,14 @@ def fit_run(
         ValueError: For bad settings, a device this machine lacks, or an ``out`` that
             is a file or a non-empty folder (without ``overwrite``); nothing is written then.
         RunInterrupted: On Ctrl-C.
+
+    Example:
+        >>> import tempfile
+        >>> out = Path(tempfile.mkdtemp()) / "moons-maf"
+        >>> config = RunConfig(data="moons", model="maf", epochs=1, num_layers=1, hidden=8, device="cpu")
+        >>> metrics = fit_run(config, out, progress=False)
+        >>> metrics["epochs_run"], sorted(p.name for p in out.iterdir())
+        (1, ['checkpoint.pt', 'config.json', 'density.png', 'metrics.json', 'model.pt', 'training_curve.png'])
     """
     _set_threads(threads)
     config = with_device(config)
@@ -555,6 +580,15 @@ def resume_run(
         ValueError: For a folder that is not a run, files torch cannot read, or a run
             that is complete (unless ``epochs`` is larger than the epochs it ran).
         RunInterrupted: On Ctrl-C.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> out = Path(tempfile.mkdtemp()) / "moons-maf"  # a one-epoch run of a small flow
+        >>> config = RunConfig(data="moons", model="maf", epochs=1, num_layers=1, hidden=8, device="cpu")
+        >>> _ = fit_run(config, out, progress=False)
+        >>> resume_run(out, epochs=2, progress=False)["epochs_run"]  # one more epoch
+        2
     """
     _set_threads(threads)
     run_dir = _named(Path(run_dir))
@@ -628,7 +662,16 @@ def run_fit(args: argparse.Namespace) -> dict[str, Any] | None:
     """Run ``pyro-dgm fit`` from its parsed command line and return the metrics it wrote
     (with ``"out"``; ``None`` on a torchrun rank other than 0). The namespace holds the
     :class:`RunConfig` settings that were given, and ``out``, ``overwrite``, ``resume``,
-    ``quiet``, ``threads``."""
+    ``quiet``, ``threads``.
+
+    Example:
+        >>> from pyro_dgm.cli import build_parser
+        >>> args = build_parser().parse_args(["fit", "--resume", "/no/such/run"])
+        >>> run_fit(args)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: ...
+    """
     names = {field.name for field in dataclasses.fields(RunConfig)}
     given = {k: v for k, v in vars(args).items() if k in names}
     progress = not getattr(args, "quiet", False)

@@ -89,18 +89,43 @@ def _write_atomic(path: Path, write: Callable[[Path], None], suffix: str = ".tmp
 
 
 def write_json(path: Path, value: Any) -> None:
-    """``value`` as indented JSON at ``path``, atomically."""
+    """``value`` as indented JSON at ``path``, atomically.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "metrics.json"
+        >>> write_json(path, {"test_nll_nats": 1.25})
+        >>> json.loads(path.read_text())
+        {'test_nll_nats': 1.25}
+    """
     text = json.dumps(value, indent=2, default=float) + "\n"
     _write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def save_figure(fig: Any, path: Path, dpi: int = 120) -> None:
-    """A matplotlib figure as a PNG at ``path``, atomically."""
+    """A matplotlib figure as a PNG at ``path``, atomically.
+
+    Example:
+        >>> import tempfile
+        >>> from matplotlib.figure import Figure
+        >>> path = Path(tempfile.mkdtemp()) / "empty.png"
+        >>> save_figure(Figure(), path)
+        >>> path.read_bytes()[1:4]
+        b'PNG'
+    """
     _write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi))
 
 
 def save_state(module: torch.nn.Module, path: Path) -> None:
-    """``module.state_dict()`` at ``path`` (loadable with ``weights_only=True``), atomically."""
+    """``module.state_dict()`` at ``path`` (loadable with ``weights_only=True``), atomically.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "model.pt"
+        >>> save_state(torch.nn.Linear(2, 3), path)
+        >>> torch.load(path, weights_only=True)["weight"].shape
+        torch.Size([3, 2])
+    """
     _write_atomic(path, lambda tmp: torch.save(module.state_dict(), tmp))
 
 
@@ -116,6 +141,13 @@ def load_state(path: Path) -> dict[str, Tensor]:
     Raises:
         ValueError: If torch cannot read the file (truncated, tampered) or it is not
             a ``state_dict``; the message names the file.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "model.pt"
+        >>> save_state(torch.nn.Linear(2, 3), path)
+        >>> sorted(load_state(path))
+        ['bias', 'weight']
     """
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -148,7 +180,18 @@ def _check_parents(out: Path, flag: str) -> None:
 
 def check_new_out(out: Path, overwrite: bool, flag: str = "--out") -> None:
     """Refuse a destination that is a file, or a folder holding anything (unless
-    ``overwrite``, and then only a folder of pyro-dgm's own files)."""
+    ``overwrite``, and then only a folder of pyro-dgm's own files).
+
+    Example:
+        >>> import tempfile
+        >>> out = Path(tempfile.mkdtemp())
+        >>> (out / "notes.txt").write_text("mine")
+        4
+        >>> check_new_out(out, overwrite=False)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: --out: ... is not empty (it holds notes.txt); ...
+    """
     _check_parents(out, flag)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{flag}: expected a folder, got {out}, which is a file")
@@ -172,7 +215,18 @@ def check_new_out(out: Path, overwrite: bool, flag: str = "--out") -> None:
 
 
 def free_default_out(base: Path) -> Path:
-    """``base`` if it is free (absent or empty), else the first free ``base-2``, ``base-3``..."""
+    """``base`` if it is free (absent or empty), else the first free ``base-2``, ``base-3``...
+
+    Example:
+        >>> import tempfile
+        >>> base = Path(tempfile.mkdtemp()) / "moons-spline"
+        >>> free_default_out(base).name  # absent: free
+        'moons-spline'
+        >>> base.mkdir()
+        >>> write_json(base / "metrics.json", {})  # taken
+        >>> free_default_out(base).name
+        'moons-spline-2'
+    """
     candidate, number = base, 1
     while candidate.exists() and (not candidate.is_dir() or any(candidate.iterdir())):
         number += 1
@@ -186,6 +240,15 @@ class Staging:
 
     :meth:`publish` renames it to ``out`` (moving a previous ``out`` aside first and
     deleting it after); :meth:`discard` deletes it, and the parent folders it created.
+
+    Example:
+        >>> import tempfile
+        >>> out = Path(tempfile.mkdtemp()) / "run"
+        >>> staging = Staging.create(out)  # a hidden folder beside out
+        >>> write_json(staging.path / "metrics.json", {"epochs_run": 1})
+        >>> staging.publish()  # renamed into place
+        >>> sorted(p.name for p in out.iterdir())
+        ['metrics.json']
     """
 
     out: Path
@@ -239,6 +302,18 @@ def read_config(run_dir: Path) -> tuple[RunConfig, bool]:
     Raises:
         ValueError: For a folder without a config, or a partial, unknown or mistyped
             one; the message names the file.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from pyro_dgm.cli.config import RunConfig
+        >>> from pyro_dgm.cli.fit import fit_run
+        >>> out = Path(tempfile.mkdtemp()) / "moons-maf"  # a one-epoch run of a small flow
+        >>> config = RunConfig(data="moons", model="maf", epochs=1, num_layers=1, hidden=8, device="cpu")
+        >>> _ = fit_run(config, out, progress=False)
+        >>> config, legacy = read_config(out)
+        >>> config.model, legacy
+        ('maf', False)
     """
     config_file, metrics_file = run_dir / CONFIG_FILE, run_dir / METRICS_FILE
     if config_file.is_file():
@@ -266,6 +341,18 @@ class LoadedRun:
         pair: The model/guide pair, with ``model.pt`` loaded (buffers and parameters).
         checkpoint: The checkpoint as read (``None`` before the first epoch ended).
         complete: Whether the run finished (``metrics.json`` exists).
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from pyro_dgm.cli.config import RunConfig
+        >>> from pyro_dgm.cli.fit import fit_run
+        >>> out = Path(tempfile.mkdtemp()) / "moons-maf"  # a one-epoch run of a small flow
+        >>> config = RunConfig(data="moons", model="maf", epochs=1, num_layers=1, hidden=8, device="cpu")
+        >>> _ = fit_run(config, out, progress=False)
+        >>> run = load_run(out)
+        >>> run.complete, type(run.pair).__name__, run.checkpoint.history.epoch
+        (True, 'FlowModel', [1])
     """
 
     config: RunConfig
@@ -285,6 +372,18 @@ def load_run(run_dir: Path, flag: str = "run_dir", *, parameters: bool = True) -
     Raises:
         ValueError: For a missing folder or config, a ``model.pt`` or ``checkpoint.pt``
             that torch cannot read or that does not fit the rebuilt pair.
+
+    Example:
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from pyro_dgm.cli.config import RunConfig
+        >>> from pyro_dgm.cli.fit import fit_run
+        >>> out = Path(tempfile.mkdtemp()) / "moons-maf"  # a one-epoch run of a small flow
+        >>> config = RunConfig(data="moons", model="maf", epochs=1, num_layers=1, hidden=8, device="cpu")
+        >>> _ = fit_run(config, out, progress=False)
+        >>> run = load_run(out)
+        >>> run.config.model, run.data.name
+        ('maf', 'two_moons')
     """
     check_run_dir(run_dir, flag)
     config, legacy = read_config(run_dir)

@@ -6,6 +6,16 @@ the number of levels for discrete data). :func:`load` builds one by name, for th
 Labels become the context of a class-conditional model with
 :meth:`Dataset.with_label_context` (one-hot rows, passed as ``model(x, context)``).
 
+Each data set comes with what bounds a model of it, so that a result can be checked:
+the toys' entropies (no model's held-out negative log-likelihood can go below them, up
+to sampling error), the energies' normalizers, and uniform coding for discrete data,
+
+.. math:: H(p) = -\mathbb E_{p}[\log p(x)] \le \mathbb E_p[-\log q(x)], \qquad
+    p(z) = \frac{e^{-U(z)}}{Z}, \qquad
+    \text{uniform coding of } L \text{ levels: } \log_2 L \text{ bits/dim}
+
+(:func:`toy_entropy`, :data:`ENERGY_LOG_Z`, ``num_levels``).
+
 Example:
     >>> from pyro_dgm import datasets
     >>> datasets.load("digits").train.shape
@@ -110,6 +120,12 @@ def load(name: str, **kwargs: Any) -> Dataset:
 
     Raises:
         ValueError: If ``name`` is unknown; the message lists the valid names.
+
+    Example:
+        >>> load("rings", num_train=100, num_validation=20, num_test=20)
+        ... # doctest: +NORMALIZE_WHITESPACE
+        Dataset(name='rings', train=100, validation=20, test=20, event_shape=(2,),
+                dtype=torch.float32, num_levels=None, labels=False)
     """
     name = ALIASES.get(name, name)
     if name == "digits":

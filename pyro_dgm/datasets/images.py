@@ -162,6 +162,13 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     Raises:
         FileNotFoundError: If ``path`` does not exist.
         ValueError: If the header is malformed or the data size disagrees with it.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "labels-idx1-ubyte"
+        >>> _ = write_idx(path, np.arange(4, dtype=np.uint8))
+        >>> read_idx(path)
+        array([0, 1, 2, 3], dtype=uint8)
     """
     path = Path(path)
     return _parse_idx(_read_bytes(path), path)
@@ -270,6 +277,16 @@ def mnist(
             the folder.
         ValueError: If a header is malformed (naming the file and the magic number found)
             or the sizes disagree.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())  # four tiny files in MNIST's format
+        >>> for split, n in (("train", 12), ("t10k", 4)):
+        ...     _ = write_idx(folder / f"{split}-images-idx3-ubyte", np.zeros((n, 28, 28), np.uint8))
+        ...     _ = write_idx(folder / f"{split}-labels-idx1-ubyte", np.arange(n, dtype=np.uint8))
+        >>> mnist(folder, validation_size=2)  # doctest: +NORMALIZE_WHITESPACE
+        Dataset(name='mnist', train=10, validation=2, test=4, event_shape=(1, 28, 28),
+                dtype=torch.uint8, num_levels=256, labels=True)
     """
     folder = Path(path)
     if not folder.is_dir():

@@ -3,7 +3,14 @@ information, marginal KL), per-data-point PSIS :math:`\hat k` of the importance
 weights, and ArviZ ``InferenceData`` with the pointwise log-likelihood that
 ``az.loo`` and ``az.compare`` read.
 
-ArviZ is imported only when :func:`to_inference_data` (or :func:`psislw`) runs.
+.. math:: \frac1N \sum_i \mathcal L_i = \underbrace{\frac1N \sum_i
+    \mathbb E_{q(z|x_i)} \log p(x_i \mid z)}_{\text{reconstruction}}
+    - \mathbb I_q[x, z] - \mathrm{KL}\big(q_\text{agg}(z) \,\|\, p(z)\big),
+    \qquad P(w > t) \propto t^{-1/\hat k}
+
+(ELBO surgery, Hoffman & Johnson, 2016; the generalized Pareto tail of the importance
+weights :math:`w`, Vehtari et al.). ArviZ is imported only when
+:func:`to_inference_data` (or :func:`psislw`) runs.
 
 .. code-block:: python
 

@@ -34,6 +34,10 @@ def arviz_module() -> Any:
 
     Raises:
         ImportError: If ArviZ is missing, or is 1.0 or later (its API differs).
+
+    Example:
+        >>> arviz_module().__version__.startswith("0.")
+        True
     """
     try:
         with warnings.catch_warnings():  # 0.2x announces its 1.0 refactor on import
@@ -60,6 +64,11 @@ def psislw(log_weights: Tensor | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     :func:`pyro_dgm.infer.pareto_k` computes the same :math:`\hat k` without ArviZ;
     this is the reference it is tested against.
+
+    Example:
+        >>> smoothed, k = psislw(0.1 * torch.randn(1000, 3))  # 1000 draws for 3 data points
+        >>> smoothed.shape, k.shape
+        ((1000, 3), (3,))
     """
     az = arviz_module()
     lw = (
@@ -145,6 +154,22 @@ def to_inference_data(
         history: :func:`~pyro_dgm.infer.fit`'s history (or its ``to_dict()``).
         batch_size: Points per batch.
         chunk_size: Draws per vectorized pass.
+
+    Example:
+        >>> import pyro
+        >>> def model(x):  # z ~ N(0, 1), x ~ N(z, 1) for each point
+        ...     with pyro.plate("data", len(x)):
+        ...         z = pyro.sample("z", pyro.distributions.Normal(0.0, 1.0))
+        ...         pyro.sample("x", pyro.distributions.Normal(z, 1.0), obs=x)
+        >>> def guide(x):  # the exact posterior N(x / 2, 1/2)
+        ...     with pyro.plate("data", len(x)):
+        ...         pyro.sample("z", pyro.distributions.Normal(x / 2, 0.5**0.5))
+        >>> idata = to_inference_data(model, guide, torch.randn(6), num_samples=100,
+        ...                           num_draws=4)
+        >>> idata.groups()
+        ['posterior', 'log_likelihood', 'sample_stats', 'observed_data']
+        >>> dict(idata.log_likelihood.sizes)  # S = 4 block estimates of each point's log p(x)
+        {'chain': 1, 'draw': 4, 'obs': 6}
     """
     arviz_module()
     if not isinstance(data, Tensor) or data.dim() < 1 or not len(data):
@@ -195,6 +220,16 @@ def pointwise_to_inference_data(
     ``sites=(site,)`` (to reuse its draws rather than draw again).
 
     .. math:: \ell_{s i} = \log \frac{S}{K}\sum_{k \in B_s} w_{k i}
+
+    Example:
+        >>> from pyro_dgm import infer
+        >>> from pyro_dgm.models import VAE
+        >>> vae = VAE.for_vectors(3, latent_dim=2, hidden_dims=(8,), name="pointwise_example")
+        >>> x = torch.randn(6, 3)
+        >>> result = infer.importance_log_likelihood(vae.model, vae.guide, x, num_samples=100,
+        ...                                          sites=("z",), pareto_k_threshold=None)
+        >>> pointwise_to_inference_data(result, x, num_draws=4).posterior["z"].shape
+        (1, 100, 6, 2)
     """
     az = arviz_module()
     num_samples, n = pointwise.log_weights.shape

@@ -30,6 +30,11 @@ def summarize_pareto_k(k: Tensor) -> dict[str, object]:
     References:
         | Yes, but Did It Work?: Evaluating Variational Inference (Yao et al., 2018)
         | https://arxiv.org/abs/1802.02538
+
+    Example:
+        >>> summary = summarize_pareto_k(torch.tensor([0.2, 0.6, 0.9, 1.3, float("nan")]))
+        >>> summary["counts"], summary["undefined"], summary["heavy_tailed"]
+        ({'good': 1, 'ok': 1, 'bad': 1, 'very bad': 1}, 1, [2, 3])
     """
     if not isinstance(k, Tensor) or k.dim() != 1:
         raise ValueError(f"k must be a 1-D tensor of k-hat values, got {getattr(k, 'shape', k)}")

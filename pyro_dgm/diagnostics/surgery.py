@@ -30,7 +30,12 @@ SATURATION = 0.9  # warn when the mutual information reaches this share of its c
 class SaturatedMutualInformationWarning(UserWarning):
     r"""The mutual information estimate is close to its ceiling :math:`\log N`: the
     posteriors of the data points barely overlap, the estimate is biased down and the
-    marginal KL (the average KL less it) biased up. Use more data points."""
+    marginal KL (the average KL less it) biased up. Use more data points.
+
+    Example:
+        >>> issubclass(SaturatedMutualInformationWarning, UserWarning)
+        True
+    """
 
 
 TERMS = ("elbo", "reconstruction", "kl", "mutual_information", "marginal_kl")
@@ -58,6 +63,15 @@ class ELBOSurgery:
         num_samples: Guide draws per data point.
         site: The latent site.
         pointwise: Each term's contribution per data point, ``(N,)`` tensors.
+
+    Example:
+        >>> from pyro_dgm.models import VAE
+        >>> vae = VAE.for_vectors(3, latent_dim=2, hidden_dims=(8,), name="surgery_class_example")
+        >>> s = elbo_surgery(vae.model, vae.guide, torch.randn(40, 3), num_samples=4)
+        >>> round(s.reconstruction - s.mutual_information - s.marginal_kl - s.elbo, 6)  # they add up
+        0.0
+        >>> s.max_mutual_information == math.log(40)
+        True
     """
 
     elbo: float
@@ -229,6 +243,13 @@ def elbo_surgery(
         num_samples: :math:`M`, guide draws per point.
         batch_size: Points per guide/model pass.
         chunk_size: Log-density evaluations per vectorized pass for :math:`q_\text{agg}`.
+
+    Example:
+        >>> from pyro_dgm.models import VAE
+        >>> vae = VAE.for_vectors(3, latent_dim=2, hidden_dims=(8,), name="surgery_example")
+        >>> s = elbo_surgery(vae.model, vae.guide, torch.randn(40, 3))
+        >>> sorted(s.to_dict())[:5]
+        ['elbo', 'kl', 'marginal_kl', 'max_mutual_information', 'mutual_information']
     """
     if not isinstance(data, Tensor) or data.dim() < 1 or len(data) < 2:
         raise ValueError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..transforms.zuko import zuko_transform
+from ..transforms.zuko import double_inversion, zuko_transform
 from .base import Flow
 
 __all__ = ["ZukoFlow"]
@@ -19,6 +19,12 @@ class ZukoFlow(Flow):
 
     ``direction="maf"`` keeps zuko's cost profile (scoring data in one pass);
     ``"iaf"`` flips it, for a guide that samples and scores its own samples.
+
+    A zuko flow whose transformation is already inverted (``flow.transform =
+    flow.transform.inv``, the trick of Pyro's flow-guide tutorial for cheap sampling)
+    samples cheaply with the default ``"maf"``; ``"iaf"`` would flip it back to
+    :math:`D` sequential passes per layer, so that pair is refused with a
+    ``ValueError`` that says which of the two to drop.
 
     Arguments:
         flow: A ``zuko.flows.Flow`` with a standard normal base.
@@ -45,5 +51,8 @@ class ZukoFlow(Flow):
             raise ValueError(
                 f"ZukoFlow needs zuko's standard normal base over vectors, got {base_dist}"
             )
+        refusal = double_inversion(transform, direction, "flow")
+        if refusal is not None:
+            raise ValueError(refusal)
         super().__init__([zuko_transform(transform, direction)], event_shape=base_dist.event_shape)
         self.zuko_flow = flow

@@ -38,6 +38,14 @@ class Checkpoint:
             ``ema``), if saved.
         params: The saved parameters (filled by :func:`read_checkpoint`; ``None``
             from :func:`load_checkpoint`, which copies them into the given ones).
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "run.pt"
+        >>> save_checkpoint(path, params={"w": torch.ones(2)}, metadata={"epochs": 3})
+        >>> checkpoint = read_checkpoint(path)
+        >>> checkpoint.params, checkpoint.metadata, checkpoint.history
+        ({'w': tensor([1., 1.])}, {'epochs': 3}, None)
     """
 
     history: History | None
@@ -62,7 +70,15 @@ def save_checkpoint(
     averaged_params: dict[str, Tensor] | None = None,
 ) -> None:
     """Write parameters (by default all of Pyro's param store, unconstrained),
-    the optimizer state, the history and metadata to ``path``, atomically."""
+    the optimizer state, the history and metadata to ``path``, atomically.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> save_checkpoint(folder / "run.pt", params={"w": torch.ones(2)})
+        >>> sorted(p.name for p in folder.iterdir())  # no temporary file left behind
+        ['run.pt']
+    """
     params = _store_params() if params is None else params
     state = {
         "format": FORMAT,
@@ -140,6 +156,13 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         ValueError: If the file does not exist, cannot be read by
             ``torch.load(..., weights_only=True)`` (truncated, tampered, not torch's),
             or is not a pyro_dgm checkpoint; the message names the file.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "run.pt"
+        >>> save_checkpoint(path, params={"w": torch.arange(3.0)}, history=History(epoch=[1]))
+        >>> read_checkpoint(path).history.epoch
+        [1]
     """
     path = Path(path)
     state = _read_state(path)
@@ -194,6 +217,19 @@ def load_checkpoint(
         ValueError: If the file cannot be read with ``weights_only=True`` or is not
             a pyro_dgm checkpoint, or its parameter names, shapes or dtypes differ
             from the ones given (the message names the file).
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "run.pt"
+        >>> save_checkpoint(path, params={"w": torch.ones(2)})
+        >>> w = torch.zeros(2)
+        >>> _ = load_checkpoint(path, params={"w": w})  # copied into w, in place
+        >>> w
+        tensor([1., 1.])
+        >>> load_checkpoint(path, params={"w": torch.zeros(3)})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: ...
     """
     path = Path(path)
     state = _read_state(path)

@@ -68,6 +68,13 @@ class Batch:
 
     Its size is the length of its first tensor (the data ``x``); every other tensor is
     passed along as it is (a context, labels).
+
+    Example:
+        >>> batch = Batch((torch.zeros(4, 2), torch.ones(4, 3)), {})
+        >>> len(batch), batch.x.shape
+        (4, torch.Size([4, 2]))
+        >>> batch.call(lambda x, context: context.shape)  # model(x, context)
+        torch.Size([4, 3])
     """
 
     __slots__ = ("args", "kwargs")
@@ -101,7 +108,12 @@ class Batch:
 
 
 def as_batch(item: Any) -> Batch:
-    """A :class:`Batch` from a tensor, a tuple or list ``(x, context, ...)`` or a dict."""
+    """A :class:`Batch` from a tensor, a tuple or list ``(x, context, ...)`` or a dict.
+
+    Example:
+        >>> as_batch({"x": torch.zeros(3, 2)}).x.shape
+        torch.Size([3, 2])
+    """
     if isinstance(item, Batch):
         return item
     if isinstance(item, Tensor):
@@ -124,6 +136,15 @@ class TensorData:
         args: The positional tensors; the first is the data ``x``.
         kwargs: Tensors passed by keyword.
         name: How error messages name the data.
+
+    Example:
+        >>> data = TensorData((torch.randn(10, 2), torch.randn(10, 3)))  # (x, context)
+        >>> [len(b) for b in data.batches(4)]
+        [4, 4, 2]
+        >>> TensorData((torch.randn(10, 2), torch.randn(9, 3)))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: data: expected tensors of one length along the first dimension ...
     """
 
     def __init__(
@@ -194,6 +215,12 @@ class LoaderData:
     can be iterated again for every epoch (not a one-shot generator).
 
     Each item is a tensor ``x``, a tuple ``(x, context, ...)`` or a dict of tensors.
+
+    Example:
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> data = LoaderData(DataLoader(TensorDataset(torch.randn(10, 2)), batch_size=4))
+        >>> len(data), [len(b) for b in data.batches()]
+        (10, [4, 4, 2])
     """
 
     def __init__(self, loader: Iterable, name: str = "data") -> None:
@@ -238,7 +265,12 @@ Data = TensorData | LoaderData
 
 def as_data(data: Any, name: str = "data") -> Data:
     """:class:`TensorData` from a tensor, a tuple of tensors or a dict of tensors;
-    :class:`LoaderData` from a DataLoader or another re-iterable of batches."""
+    :class:`LoaderData` from a DataLoader or another re-iterable of batches.
+
+    Example:
+        >>> type(as_data(torch.zeros(5, 2))).__name__, type(as_data([torch.zeros(5, 2)] * 2)).__name__
+        ('TensorData', 'TensorData')
+    """
     if isinstance(data, TensorData | LoaderData):
         return data
     if isinstance(data, Tensor):
@@ -282,6 +314,11 @@ def training_data(data: Any, validation: Any, seed: int | None) -> tuple[Data, D
             with ``seed``, or :data:`SPLIT_SEED` when ``seed`` is ``None``); ``None`` for
             no validation.
         seed: The seed of the held-out fraction.
+
+    Example:
+        >>> train, valid = training_data(torch.randn(100, 2), 0.2, seed=0)
+        >>> len(train), len(valid)
+        (80, 20)
     """
     if hasattr(data, "train") and hasattr(data, "validation"):
         train = _dataset_split(data, "train")
@@ -318,6 +355,12 @@ def training_data(data: Any, validation: Any, seed: int | None) -> tuple[Data, D
 def training_splits(
     data: Any, validation: Tensor | float | None, seed: int | None
 ) -> tuple[Tensor, Tensor | None]:
-    """:func:`training_data` for tensor data: the training and validation tensors."""
+    """:func:`training_data` for tensor data: the training and validation tensors.
+
+    Example:
+        >>> train, valid = training_splits(torch.randn(10, 2), None, seed=0)
+        >>> train.shape, valid
+        (torch.Size([10, 2]), None)
+    """
     train, valid = training_data(data, validation, seed)
     return train.x, None if valid is None else valid.x

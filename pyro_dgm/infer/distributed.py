@@ -36,6 +36,11 @@ class ProcessGroup:
 
     One process (no ``torch.distributed`` group) is a group of one whose collectives do
     nothing.
+
+    Example:
+        >>> group = ProcessGroup()  # one process: the collectives do nothing
+        >>> group.is_main, group.active, group.sum([1.0, 2.0])
+        (True, False, [1.0, 2.0])
     """
 
     def __init__(self, rank: int = 0, world: int = 1, device: torch.device | None = None) -> None:
@@ -116,7 +121,12 @@ def _init_from_environment(device: torch.device | None) -> None:
 def process_group(device: torch.device | None = None) -> ProcessGroup:
     """This process's :class:`ProcessGroup`: the ``torch.distributed`` group that is
     initialized (or that ``torchrun``'s environment describes: it is joined, with the
-    NCCL backend for a CUDA ``device``, gloo otherwise), or a group of one."""
+    NCCL backend for a CUDA ``device``, gloo otherwise), or a group of one.
+
+    Example:
+        >>> process_group().world  # outside torchrun: a group of one
+        1
+    """
     if not dist.is_available():
         return ProcessGroup()
     _init_from_environment(device)

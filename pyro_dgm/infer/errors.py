@@ -10,6 +10,10 @@ class NonFiniteLossError(FloatingPointError):
 
     The parameters have been restored to their values at the end of the last
     epoch whose every step was finite (or to their initial values).
+
+    Example:
+        >>> issubclass(NonFiniteLossError, FloatingPointError)  # so `except FloatingPointError` works
+        True
     """
 
 
@@ -20,9 +24,18 @@ class DivergenceError(FloatingPointError):
 
     The parameters have been restored to those of the best epoch (or to their
     initial values); the message names the epoch and what was restored.
+
+    Example:
+        >>> issubclass(DivergenceError, FloatingPointError)
+        True
     """
 
 
 class DistributedError(RuntimeError):
     """Another process of the ``torch.distributed`` group failed during
-    :func:`~pyro_dgm.infer.fit`; this one stops instead of waiting for it."""
+    :func:`~pyro_dgm.infer.fit`; this one stops instead of waiting for it.
+
+    Example:
+        >>> issubclass(DistributedError, RuntimeError)
+        True
+    """

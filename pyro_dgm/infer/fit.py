@@ -259,6 +259,15 @@ def fit(
             parameters of the last good epoch are restored first.
         DivergenceError: When training diverges; the best parameters are restored first.
         DistributedError: When another process of the group failed.
+
+    Example:
+        >>> from pyro_dgm.flows import MAF
+        >>> from pyro_dgm.models import FlowModel
+        >>> pair = FlowModel(MAF(2, num_layers=2), name="fit_example")
+        >>> history = fit(pair.model, pair.guide, torch.randn(200, 2), epochs=3, progress=False,
+        ...               seed=0)
+        >>> history.epoch, history.stop_reason, history.best_epoch in (1, 2, 3)
+        ([1, 2, 3], 'epochs', True)
     """
     if epochs < 0 or batch_size < 1:
         raise ValueError(f"epochs must be >= 0 and batch_size >= 1, got {epochs}, {batch_size}")

@@ -38,6 +38,14 @@ class History:
         initial_train_loss: The loss of the parameters before the first epoch, on (up
             to 1024 of) the training points.
         initial_validation_loss: Their validation loss (``nan`` without validation).
+
+    Example:
+        >>> history = History(epoch=[1, 2], train_loss=[3.0, 2.5], validation_loss=[3.2, 2.9],
+        ...                   best_epoch=2)
+        >>> history.best_validation_loss
+        2.9
+        >>> History.from_dict(history.to_dict()) == history
+        True
     """
 
     epoch: list[int] = field(default_factory=list)

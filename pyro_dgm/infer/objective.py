@@ -45,6 +45,18 @@ class Objective:
     pair's ``pyro.param`` calls are answered by
     :class:`~pyro_dgm.utils.registration.CollectedParams` instead of being traced
     again.
+
+    Example:
+        >>> from pyro.infer import Trace_ELBO
+        >>> from pyro_dgm.flows import MAF
+        >>> from pyro_dgm.models import FlowModel
+        >>> pair = FlowModel(MAF(2, num_layers=1), name="objective_example")
+        >>> x = torch.randn(8, 2)
+        >>> objective = Objective(pair.model, pair.guide, Trace_ELBO(), data_size=8)
+        >>> all(name.startswith("objective_example$$$") for name in objective.params(x))
+        True
+        >>> objective.step_loss(x).shape  # the minibatch loss, with a graph
+        torch.Size([])
     """
 
     def __init__(self, model: Callable, guide: Callable, loss: ELBO, data_size: int) -> None:
@@ -131,6 +143,14 @@ def evaluate_loss(
 
     Raises:
         ValueError: For data that is empty or holds a NaN or an infinity (the rows are named).
+
+    Example:
+        >>> from pyro_dgm.flows import MAF
+        >>> from pyro_dgm.models import FlowModel
+        >>> pair = FlowModel(MAF(2, num_layers=1), name="evaluate_example")
+        >>> loss = evaluate_loss(pair.model, pair.guide, torch.randn(100, 2))  # nats per point
+        >>> isinstance(loss, float)
+        True
     """
     data = as_data(data, "data")
     objective = Objective(model, guide, loss or Trace_ELBO(), len(data))
@@ -142,7 +162,12 @@ def multi_tensor(params: list[Tensor]) -> bool | None:
 
     torch uses them by default only on GPUs; on the CPU its one-tensor-at-a-time
     loops cost a small network a sizeable part of its step, for the same
-    arithmetic (benchmarks/README.md)."""
+    arithmetic (benchmarks/README.md).
+
+    Example:
+        >>> multi_tensor([torch.zeros(2, requires_grad=True)])  # CPU tensors: yes
+        True
+    """
     return True if all(p.device.type in ("cpu", "cuda") for p in params) else None
 
 
@@ -153,7 +178,13 @@ def build_optimizer(
     weight_decay: float = 0.0,
 ) -> torch.optim.Optimizer:
     """``optimizer(params, lr=lr)`` (and ``weight_decay=``, when it is not 0); torch's own
-    optimizer classes get ``foreach``."""
+    optimizer classes get ``foreach``.
+
+    Example:
+        >>> w = torch.zeros(3, requires_grad=True)
+        >>> build_optimizer(torch.optim.Adam, [w], lr=1e-2).param_groups[0]["lr"]
+        0.01
+    """
     kwargs: dict[str, Any] = {"lr": lr}
     if weight_decay:
         kwargs["weight_decay"] = weight_decay

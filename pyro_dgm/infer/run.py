@@ -37,7 +37,14 @@ def _restore(params: dict[str, Tensor], values: dict[str, Tensor]) -> None:
 
 
 class LossGuard:
-    """One loss series, held to its lowest value and to the initial parameters' value."""
+    """One loss series, held to its lowest value and to the initial parameters' value.
+
+    Example:
+        >>> guard = LossGuard(margin=2.0)
+        >>> guard.start(initial=5.0, earlier=[])
+        >>> guard.update(3.0), guard.far_above(4.0), guard.far_above(6.0)
+        (True, False, True)
+    """
 
     def __init__(self, margin: float | None) -> None:
         self.margin = margin
@@ -80,6 +87,21 @@ class TrainingRun:
             averaging), or ``None``: with it, validation, the best parameters and the
             parameters ``fit`` returns are the averaged ones.
         modules: The pair's modules, put in ``eval()`` mode while it is evaluated.
+
+    Example:
+        >>> from pyro.infer import Trace_ELBO
+        >>> from pyro_dgm.flows import MAF
+        >>> from pyro_dgm.infer.distributed import ProcessGroup
+        >>> from pyro_dgm.infer.objective import Objective, build_optimizer
+        >>> from pyro_dgm.models import FlowModel
+        >>> pair = FlowModel(MAF(2, num_layers=1), name="run_example")
+        >>> objective = Objective(pair.model, pair.guide, Trace_ELBO(), data_size=8)
+        >>> named = objective.params(torch.randn(8, 2))
+        >>> optim = build_optimizer(torch.optim.Adam, list(named.values()), lr=1e-3)
+        >>> run = TrainingRun(objective, named, optim, ProcessGroup(), clip_norm=10.0, lr=1e-3,
+        ...                   divergence_margin=1.0, num_dims=2)
+        >>> run.epoch, run.history.epoch
+        (1, [])
     """
 
     def __init__(

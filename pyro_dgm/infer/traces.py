@@ -31,7 +31,15 @@ __all__ = [
 
 
 def sample_sites(trace: poutine.Trace) -> dict[str, dict]:
-    """The sample sites of a trace, without the subsample sites of its plates."""
+    """The sample sites of a trace, without the subsample sites of its plates.
+
+    Example:
+        >>> def model():
+        ...     with pyro.plate("data", 3):
+        ...         pyro.sample("z", pyro.distributions.Normal(0.0, 1.0))
+        >>> list(sample_sites(poutine.trace(model).get_trace()))  # without the plate's site
+        ['z']
+    """
     return {
         name: site
         for name, site in trace.nodes.items()
@@ -53,6 +61,20 @@ def plate_nesting(model: Callable, guide: Callable, batch: Batch | Tensor) -> in
     Raises:
         ValueError: When the pair fails on the batch, or a site is not in such a plate;
             the message states the rule and names the plates found.
+
+    Example:
+        >>> def model(x):
+        ...     with pyro.plate("data", len(x)):
+        ...         pyro.sample("x", pyro.distributions.Normal(0.0, 1.0).expand([3]).to_event(1), obs=x)
+        >>> plate_nesting(model, lambda x: None, torch.zeros(4, 3))
+        1
+        >>> def elsewhere(x):  # the points in a plate at dim -1 of (groups, points) data
+        ...     with pyro.plate("points", x.shape[1]):
+        ...         pyro.sample("x", pyro.distributions.Normal(0.0, 1.0).expand([x.shape[1]]), obs=x)
+        >>> plate_nesting(elsewhere, lambda x: None, torch.zeros(4, 3))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: ...
     """
     batch = as_batch(batch)
     try:
@@ -90,8 +112,18 @@ def plate_nesting(model: Callable, guide: Callable, batch: Batch | Tensor) -> in
 def particle_traces(
     model: Callable, guide: Callable, batch: Batch | Tensor, num_samples: int, nesting: int
 ) -> tuple[poutine.Trace, poutine.Trace]:
-    """Traces of ``num_samples`` vectorized guide draws per point (a particle plate left
-    of the model's plates) and of the model replayed on them, log-probabilities computed."""
+    """The traces ``(model_trace, guide_trace)`` of ``num_samples`` vectorized guide draws
+    per point (a particle plate left of the model's plates) and of the model replayed on
+    them, log-probabilities computed.
+
+    Example:
+        >>> from pyro_dgm.models import VAE
+        >>> vae = VAE.for_vectors(3, latent_dim=2, hidden_dims=(8,), name="particles_example")
+        >>> x = torch.randn(5, 3)
+        >>> model_trace, guide_trace = particle_traces(vae.model, vae.guide, x, 4, 1)
+        >>> guide_trace.nodes["z"]["value"].shape  # 4 particles x 5 points x latent
+        torch.Size([4, 5, 2])
+    """
     batch = as_batch(batch)
 
     def particles(fn: Callable) -> Callable:
@@ -112,7 +144,17 @@ def particle_traces(
 def per_point_log_prob(
     name: str, site: dict, batch: Batch | Tensor, num_samples: int, nesting: int
 ) -> Tensor:
-    """A site's log-probability summed within each data point: ``(K, B)`` in float64."""
+    """A site's log-probability summed within each data point: ``(K, B)`` in float64.
+
+    Example:
+        >>> from pyro_dgm.models import VAE
+        >>> vae = VAE.for_vectors(3, latent_dim=2, hidden_dims=(8,), name="per_point_example")
+        >>> x = torch.randn(5, 3)
+        >>> model_trace, _ = particle_traces(vae.model, vae.guide, x, 4, 1)
+        >>> lp = per_point_log_prob("x", model_trace.nodes["x"], x, 4, 1)
+        >>> lp.shape, lp.dtype
+        (torch.Size([4, 5]), torch.float64)
+    """
     log_prob = site["log_prob"]
     while log_prob.dim() < nesting + 1:
         log_prob = log_prob.unsqueeze(0)
@@ -135,7 +177,17 @@ def log_importance_weights(
     keep: Sequence[str] = (),
 ) -> tuple[Tensor, bool] | tuple[Tensor, bool, dict[str, Tensor]]:
     """``log p(x, z) - log q(z | x)`` of ``num_samples`` guide draws per point: ``(K, B)``;
-    with ``keep``, also the guide's draws of those sites."""
+    with ``keep``, also the guide's draws of those sites.
+
+    Example:
+        >>> from pyro_dgm.models import VAE
+        >>> vae = VAE.for_vectors(3, latent_dim=2, hidden_dims=(8,), name="weights_example")
+        >>> x = torch.randn(5, 3)
+        >>> log_w, has_latents = log_importance_weights(vae.model, vae.guide, x, 10,
+        ...                                             plate_nesting(vae.model, vae.guide, x))
+        >>> log_w.shape, has_latents  # K = 10 draws for each of 5 points
+        (torch.Size([10, 5]), True)
+    """
     batch = as_batch(batch)
     model_trace, guide_trace = particle_traces(model, guide, batch, num_samples, nesting)
     total = batch.x.new_zeros(num_samples, len(batch), dtype=torch.float64)
@@ -160,6 +212,12 @@ def site_draws(name: str, site: dict, num_samples: int, num_points: int) -> Tens
     Raises:
         ValueError: When the site is not one event per draw and data point (it sits in
             inner plates, or outside the data plate).
+
+    Example:
+        >>> import pyro.distributions as dist
+        >>> site = {"value": torch.zeros(10, 4, 2), "fn": dist.Normal(0.0, 1.0).expand([4, 2]).to_event(1)}
+        >>> site_draws("z", site, num_samples=10, num_points=4).shape
+        torch.Size([10, 4, 2])
     """
     value, event_dim = site["value"], site["fn"].event_dim
     event_shape = value.shape[value.dim() - event_dim :]

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pyro
+import torch
 from torch import Tensor, nn
 
 from ..distributions.autoregressive import AutoregressiveModule, PixelCNN, WaveNet
+from ..utils.checks import check_int
 from ..utils.registration import register_module
 
 __all__ = ["AUTOREGRESSIVE_MODELS", "AutoregressiveModel", "build_autoregressive"]
@@ -49,13 +51,16 @@ class AutoregressiveModel(nn.Module):
         self.module = module
         self.name = name
 
-    def model(self, x: Tensor, context: Tensor | None = None) -> None:
-        register_module(self.name, self.module)
+    def _check_data(self, x: Tensor) -> None:
         shape = self.module.event_shape
-        if x.dim() != len(shape) + 1 or x.shape[1:] != shape:
-            raise ValueError(
-                f"x: expected shape (N, {', '.join(map(str, shape))}), got {tuple(x.shape)}"
-            )
+        if not isinstance(x, Tensor) or x.dim() != len(shape) + 1 or x.shape[1:] != shape:
+            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(f"x: expected shape (N, {', '.join(map(str, shape))}), got {got}")
+
+    def model(self, x: Tensor, context: Tensor | None = None) -> None:
+        """The model observes every data point: ``x ~ module(context)`` in the data plate."""
+        register_module(self.name, self.module)
+        self._check_data(x)
         with pyro.plate("data", x.shape[0]):
             pyro.sample("x", self.module(context), obs=x)
 
@@ -65,8 +70,55 @@ class AutoregressiveModel(nn.Module):
     def sample(
         self, num_samples: int, context: Tensor | None = None, method: str = "cached"
     ) -> Tensor:
-        """Draw ``num_samples`` integer arrays (floats holding levels; no gradient)."""
+        """Draw ``num_samples`` integer arrays (floats holding levels; no gradient).
+
+        Example:
+            >>> from pyro_dgm.distributions import WaveNet
+            >>> pair = AutoregressiveModel(WaveNet((1, 6), 4, residual_channels=4, num_layers=2))
+            >>> pair.sample(2).shape
+            torch.Size([2, 1, 6])
+        """
         return self.module(context).sample((num_samples,), method=method)
+
+    @torch.no_grad()
+    def posterior_predictive(
+        self,
+        x: Tensor,
+        num_samples: int = 1,
+        context: Tensor | None = None,
+        method: str = "cached",
+    ) -> Tensor:
+        r"""New data drawn for each data point, ``(num_samples, N, *event_shape)``.
+
+        With no latent variable the posterior predictive is the fitted model itself,
+        :math:`P(\tilde y \mid y) = P(\tilde y)`, or :math:`P(\tilde y \mid c_i)` with
+        each point's context (a class label): the draws depend on ``x`` only through
+        its number of rows. ``pyro.infer.Predictive(pair.model)`` returns the observed
+        ``x`` (Pyro's semantics); this draws what
+        ``Predictive(poutine.uncondition(pair.model))`` does.
+
+        Arguments:
+            x: Data ``(N, *event_shape)``.
+            num_samples: Draws per data point.
+            context: One context per data point, ``(N, context_dim)``.
+            method: The sampler, as in :meth:`sample`.
+
+        Example:
+            >>> from pyro_dgm.distributions import WaveNet
+            >>> pair = AutoregressiveModel(WaveNet((1, 6), 4, residual_channels=4, num_layers=2))
+            >>> pair.posterior_predictive(torch.zeros(3, 1, 6), num_samples=2).shape
+            torch.Size([2, 3, 1, 6])
+        """
+        self._check_data(x)
+        n = check_int(num_samples, "num_samples", 1)
+        d = self.module(context)
+        if d.batch_shape not in ((), x.shape[:1]):
+            raise ValueError(
+                f"context: expected one row per data point, batch shape ({len(x)},), got "
+                f"batch shape {tuple(d.batch_shape)}"
+            )
+        shape = (n, len(x)) if d.batch_shape == () else (n,)
+        return d.sample(shape, method=method)
 
 
 def build_autoregressive(
@@ -89,6 +141,12 @@ def build_autoregressive(
 
     Raises:
         ValueError: An unknown ``name``, continuous data, or data of the wrong rank.
+
+    Example:
+        >>> from pyro_dgm import datasets
+        >>> pair = build_autoregressive("pixelcnn", datasets.digits(), hidden=8, num_layers=1)
+        >>> pair.sample(2).shape
+        torch.Size([2, 1, 8, 8])
     """
     if name not in AUTOREGRESSIVE_MODELS:
         raise ValueError(f"name: expected one of {AUTOREGRESSIVE_MODELS}, got {name!r}")

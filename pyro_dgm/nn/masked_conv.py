@@ -61,12 +61,29 @@ __all__ = [
 
 
 def check_mask_type(mask_type: object) -> str:
+    """``mask_type`` if it is ``"A"`` (the first, strict layer) or ``"B"``, else a
+    ``ValueError`` naming it.
+
+    Example:
+        >>> check_mask_type("B")
+        'B'
+    """
     if mask_type not in ("A", "B"):
         raise ValueError(f"mask_type: expected 'A' or 'B', got {mask_type!r}")
     return str(mask_type)
 
 
 def check_groups(name: str, channels: int, data_channels: int) -> None:
+    """Refuse a channel count that is not a multiple of ``data_channels``: the feature
+    maps come in one group per data channel (:func:`channel_mask`).
+
+    Example:
+        >>> check_groups("hidden_channels", 6, 3)  # two maps per colour channel: fine
+        >>> check_groups("hidden_channels", 4, 3)
+        Traceback (most recent call last):
+        ...
+        ValueError: hidden_channels: expected a multiple of data_channels=3 (one group of feature maps per data channel), got 4
+    """
     if channels % data_channels:
         raise ValueError(
             f"{name}: expected a multiple of data_channels={data_channels} (one group of "
@@ -111,13 +128,35 @@ def channel_mask(
 
 
 def gated_activation(f: Tensor, dim: int = 1) -> Tensor:
-    r"""The gated activation :math:`\tanh(a) \odot \sigma(b)` of ``f = [a, b]``."""
+    r"""The gated activation of ``f = [a, b]``, split in two along ``dim``:
+
+    .. math:: \operatorname{gate}(f) = \tanh(a) \odot \sigma(b),
+
+    the nonlinearity of the gated PixelCNN and of WaveNet.
+
+    References:
+        | Conditional Image Generation with PixelCNN Decoders (van den Oord et al., 2016)
+        | https://arxiv.org/abs/1606.05328
+
+    Example:
+        >>> gated_activation(torch.zeros(2, 6, 4, 4)).shape  # 6 channels in, 3 out
+        torch.Size([2, 3, 4, 4])
+    """
     a, b = f.chunk(2, dim=dim)
     return torch.tanh(a) * torch.sigmoid(b)
 
 
 def check_context(x: Tensor, context: Tensor | None, context_dim: int | None) -> None:
-    """A context is given exactly when the network has one, with shape ``(N, context_dim)``."""
+    """Refuse a context unless the network has one (``context_dim``), of shape
+    ``(N, context_dim)`` for inputs ``x`` of batch size ``N``.
+
+    Example:
+        >>> check_context(torch.zeros(4, 1, 8, 8), torch.zeros(4, 10), 10)  # fine
+        >>> check_context(torch.zeros(4, 1, 8, 8), None, 10)
+        Traceback (most recent call last):
+        ...
+        ValueError: context: the network was built with context_dim=10, got context None
+    """
     if (context is None) != (context_dim is None):
         raise ValueError(
             f"context: the network was built with context_dim={context_dim}, "

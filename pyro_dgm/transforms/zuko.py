@@ -42,6 +42,7 @@ References:
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import torch
@@ -64,6 +65,7 @@ __all__ = [
     "ConditionalZukoTransform",
     "ConditionedZukoTransform",
     "ZukoTransform",
+    "double_inversion",
     "zuko_transform",
 ]
 
@@ -150,6 +152,40 @@ def _check_lazy(lazy: object, direction: object) -> None:
         )
     if direction not in _DIRECTIONS:
         raise ValueError(f"direction: expected 'maf' or 'iaf', got {direction!r}")
+
+
+def _warn_if_inverted(lazy: LazyTransform, direction: str) -> None:
+    """Warn once per module built: an inverted zuko transformation in ``"iaf"`` flips twice."""
+    message = double_inversion(lazy, direction, "lazy_transform")
+    if message is not None:
+        warnings.warn(message, UserWarning, stacklevel=3)
+
+
+def double_inversion(lazy: object, direction: str, name: str) -> str | None:
+    """What to do when an already-inverted zuko transformation is given ``direction="iaf"``
+    (a message naming ``name``), or ``None`` when the pair is fine.
+
+    zuko's ``lazy.inv`` (a ``LazyInverse``, as Pyro's flow-guide tutorial makes with
+    ``flow.transform = flow.transform.inv``) already swaps sampling and scoring;
+    ``direction="iaf"`` swaps them back, so sampling takes the slow direction again.
+
+    Example:
+        >>> import zuko
+        >>> lazy = zuko.flows.MAF(2, transforms=1).transform
+        >>> double_inversion(lazy, "iaf", "flow") is None
+        True
+        >>> double_inversion(lazy.inv, "iaf", "flow").startswith("flow: its zuko transformation")
+        True
+    """
+    if direction != "iaf" or not isinstance(lazy, LazyInverse):
+        return None
+    return (
+        f"{name}: its zuko transformation is already inverted (a zuko LazyInverse, as "
+        "after `flow.transform = flow.transform.inv`), and direction='iaf' inverts it "
+        "again: sampling would take the slow direction (D sequential passes per "
+        "autoregressive layer). Keep the .inv with direction='maf' (the default), or drop "
+        "the .inv and keep direction='iaf': both sample in one pass per layer"
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -390,7 +426,9 @@ class ZukoTransform(_ZukoBridge, TransformModule):
             :math:`D` features, e.g. ``zuko.flows.MaskedAutoregressiveTransform(4)``
             or ``zuko.flows.NSF(4).transform``.
         direction: ``"maf"`` (zuko's orientation: scoring is cheap) or ``"iaf"``
-            (the inverse orientation: sampling is cheap).
+            (the inverse orientation: sampling is cheap). An already-inverted zuko
+            transformation (``lazy.inv``, a ``LazyInverse``) with ``"iaf"`` is flipped
+            twice, back to zuko's own orientation, and warned about.
         cache_size: Pyro's transform cache size, 0 or 1.
 
     Example:
@@ -411,6 +449,7 @@ class ZukoTransform(_ZukoBridge, TransformModule):
         _check_lazy(lazy_transform, direction)
         if cache_size not in (0, 1):
             raise ValueError(f"cache_size: expected 0 or 1, got {cache_size!r}")
+        _warn_if_inverted(lazy_transform, direction)
         features, context = _zuko_dims(lazy_transform)
         if context:
             raise ValueError(
@@ -492,7 +531,9 @@ class ConditionalZukoTransform(ConditionalTransformModule):
     Arguments:
         lazy_transform: A zuko ``LazyTransform`` built with a context, e.g.
             ``zuko.flows.MaskedAutoregressiveTransform(features=4, context=2)``.
-        direction: ``"maf"`` (scoring is cheap) or ``"iaf"`` (sampling is cheap).
+        direction: ``"maf"`` (scoring is cheap) or ``"iaf"`` (sampling is cheap); an
+            already-inverted ``lazy.inv`` with ``"iaf"`` is warned about, as in
+            :class:`ZukoTransform`.
 
     Example:
         >>> import zuko
@@ -504,6 +545,7 @@ class ConditionalZukoTransform(ConditionalTransformModule):
 
     def __init__(self, lazy_transform: LazyTransform, direction: Direction = "maf") -> None:
         _check_lazy(lazy_transform, direction)
+        _warn_if_inverted(lazy_transform, direction)
         features, context = _zuko_dims(lazy_transform)
         if context == 0:
             raise ValueError(

@@ -42,6 +42,13 @@ class CollectedParams(Messenger):
     Arguments:
         params: Parameter names and the unconstrained tensors the param store holds
             under them (tensors whose constrained value is the tensor itself).
+
+    Example:
+        >>> import torch
+        >>> w = torch.zeros(2, requires_grad=True)
+        >>> with CollectedParams({"w": w}):
+        ...     pyro.param("w", torch.ones(2)) is w  # the collected tensor, untraced
+        True
     """
 
     _active: ClassVar[list[CollectedParams]] = []

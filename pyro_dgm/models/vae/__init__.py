@@ -3,6 +3,17 @@ VampPrior), posteriors (diagonal Gaussian, IAF, planar, Householder, Sylvester),
 likelihoods (Bernoulli, Gaussian, discretized logistic and its mixture), and
 MLP / convolutional encoders and decoders.
 
+.. math:: p(x, z) = p(z)\, p(x \mid z), \qquad
+    \log p(x) \ge \log \frac1K \sum_{k=1}^K \frac{p(x, z_k)}{q(z_k \mid x)}
+    \ge \mathbb E_{q(z|x)}\big[\log p(x, z) - \log q(z \mid x)\big],
+    \quad z_k \sim q(z \mid x)
+
+(the importance-weighted bound of Burda et al. for :math:`K` draws, the ELBO for
+:math:`K = 1`). The prior :math:`p(z)` is a module returning a distribution, the
+posterior :math:`q(z \mid x)` an encoder with a posterior head (or an encoder that
+returns it), the likelihood :math:`p(x \mid z)` a decoder with a
+:class:`~.likelihoods.Likelihood` (or a decoder that returns it).
+
 .. code-block:: python
 
     vae = VAE.for_images((1, 8, 8), latent_dim=16, prior="flow", posterior="iaf",

@@ -55,6 +55,13 @@ class Likelihood(nn.Module):
 
     Arguments:
         event_shape: The shape of one data point, ``(D,)`` or ``(C, H, W)``.
+
+    Example:
+        >>> lik = GaussianLikelihood((3,), scale="decoder")  # P = 2 parameters per value
+        >>> lik.param_shape
+        torch.Size([6])
+        >>> lik(torch.zeros(5, 6)).event_shape
+        torch.Size([3])
     """
 
     num_params: int = 1
@@ -116,6 +123,11 @@ class BernoulliLikelihood(Likelihood):
 
     Arguments:
         event_shape: The shape of one data point.
+
+    Example:
+        >>> lik = BernoulliLikelihood((1, 2, 2))
+        >>> lik(torch.zeros(1, 2, 2)).log_prob(torch.ones(1, 2, 2))  # 4 pixels, p = 1/2
+        tensor(-2.7726)
     """
 
     num_params = 1
@@ -147,6 +159,11 @@ class GaussianLikelihood(Likelihood):
         event_shape: The shape of one data point.
         scale: ``None``, a positive number, or ``"decoder"``.
         init_scale: The initial value of a learned shared scale.
+
+    Example:
+        >>> lik = GaussianLikelihood((2,), scale=1.0)
+        >>> lik(torch.zeros(2)).log_prob(torch.zeros(2))  # -log(2 pi)
+        tensor(-1.8379)
     """
 
     def __init__(
@@ -215,6 +232,12 @@ class DiscretizedLogisticLikelihood(Likelihood):
     Arguments:
         event_shape: The shape of one data point.
         num_levels: :math:`L`.
+
+    Example:
+        >>> lik = DiscretizedLogisticLikelihood((4,), num_levels=17)
+        >>> p = lik(torch.zeros(8)).log_prob(torch.arange(4.0)).exp()
+        >>> bool(0 < p < 1)
+        True
     """
 
     num_params = 2
@@ -256,6 +279,15 @@ class DiscretizedLogisticMixtureLikelihood(DiscretizedLogisticLikelihood):
         event_shape: The shape of one data point.
         num_levels: :math:`L`.
         num_components: :math:`K`.
+
+    Example:
+        >>> lik = DiscretizedLogisticMixtureLikelihood((1, 2, 2), num_levels=4, num_components=3)
+        >>> lik.param_shape  # logits, locations and scales of 3 components per pixel
+        torch.Size([9, 2, 2])
+        >>> levels = torch.cartesian_prod(*[torch.arange(4.0)] * 4).reshape(-1, 1, 2, 2)
+        >>> mass = lik(torch.randn(9, 2, 2)).log_prob(levels).exp().sum()  # over 4**4 images
+        >>> round(mass.item(), 4)
+        1.0
     """
 
     def __init__(

@@ -54,6 +54,10 @@ class MLPEncoder(nn.Module):
     Arguments:
         input_shape: The shape of one data point (flattened inside).
         hidden_dims: Layer sizes; the last is ``context_dim``.
+
+    Example:
+        >>> MLPEncoder((1, 8, 8), hidden_dims=(32, 16))(torch.rand(5, 1, 8, 8)).shape
+        torch.Size([5, 16])
     """
 
     def __init__(self, input_shape: Sequence[int] | int, hidden_dims: Sequence[int] = (128, 128)):
@@ -78,6 +82,11 @@ class MLPDecoder(nn.Module):
         output_shape: The shape of the parameters of one data point, e.g.
             ``(P * D,)`` for a likelihood with ``P`` parameters per coordinate.
         hidden_dims: Hidden layer sizes.
+
+    Example:
+        >>> decoder = MLPDecoder(2, (6,), hidden_dims=(16,))
+        >>> decoder(torch.randn(10, 5, 2)).shape  # particles x data points x latent
+        torch.Size([10, 5, 6])
     """
 
     def __init__(
@@ -117,6 +126,10 @@ class ConvEncoder(nn.Module):
         image_shape: ``(C, H, W)``.
         channels: Channels of the first convolution.
         context_dim: The size of :math:`h`.
+
+    Example:
+        >>> ConvEncoder((1, 8, 8), channels=4, context_dim=16)(torch.rand(5, 1, 8, 8)).shape
+        torch.Size([5, 16])
     """
 
     def __init__(
@@ -154,6 +167,10 @@ class ConvDecoder(nn.Module):
         output_shape: ``(P * C, H, W)``, the likelihood's parameters of one image.
         channels: Channels of the last hidden layer (the coarse grid has
             ``channels * 2**stages``).
+
+    Example:
+        >>> ConvDecoder(3, (2, 8, 8), channels=4)(torch.randn(7, 5, 3)).shape
+        torch.Size([7, 5, 2, 8, 8])
     """
 
     def __init__(self, latent_dim: int, output_shape: Sequence[int], channels: int = 32) -> None:

@@ -92,6 +92,11 @@ def flow_prior(
         kind: ``"maf"``, ``"realnvp"`` or ``"iaf"``.
         num_layers: Flow layers.
         hidden_dims: Hidden sizes of each layer's network.
+
+    Example:
+        >>> prior = flow_prior(4, "realnvp", num_layers=2)
+        >>> prior().log_prob(torch.zeros(3, 4)).shape
+        torch.Size([3])
     """
     builders = {"maf": MAF, "realnvp": RealNVP, "iaf": IAF}
     if kind not in builders:
@@ -139,6 +144,14 @@ class VampPrior(nn.Module):
         input_shape: The shape of one encoder input (default: ``encoder.input_shape``).
         init: Initial pseudo-inputs ``(K, *input_shape)`` on the encoder's input
             scale (default: uniform on :math:`[0, 1)`, the scale of normalized pixels).
+
+    Example:
+        >>> from pyro_dgm.models.vae import GaussianPosterior, MLPEncoder
+        >>> encoder = MLPEncoder(6, hidden_dims=(8,))
+        >>> prior = VampPrior(encoder, GaussianPosterior(8, 2), num_components=5)
+        >>> p = prior()
+        >>> p.batch_shape, p.event_shape, p.log_prob(torch.zeros(4, 2)).shape
+        (torch.Size([]), torch.Size([2]), torch.Size([4]))
     """
 
     def __init__(

@@ -92,16 +92,31 @@ class VAE(nn.Module):
         | Learning Structured Output Representation using Deep Conditional Generative
           Models (Sohn et al., 2015)
 
+    *Encoders and decoders that return distributions* (those of Pyro's and zuko's VAE
+    tutorials) are accepted where that is sound. An encoder that returns :math:`q(z \mid x)`
+    itself (batch shape ``(N,)``, event shape ``(latent_dim,)``) is the whole posterior:
+    pass ``posterior=None``. A decoder that returns :math:`p(x \mid z)` itself (event
+    shape the data's) is the whole likelihood: the ``likelihood`` then only declares the
+    data (its shape and domain, checked on every call, and the encoder's input
+    ``likelihood.normalize(x)``), so it must have no parameters of its own. A
+    distribution of the wrong shape, or one where a tensor is expected, is refused with
+    a ``ValueError`` that says which.
+
     Arguments:
-        encoder: Normalized data ``(N, *event_shape)`` to the context ``(N, context_dim)``.
+        encoder: Normalized data ``(N, *event_shape)`` to the context ``(N, context_dim)``
+            that ``posterior`` reads, or to :math:`q(z \mid x)` itself (then
+            ``posterior=None``).
         decoder: Latents ``(..., latent_dim)`` (``(..., latent_dim + condition_dim)``,
             the latent and the context, for a conditional VAE) to
-            ``(..., *likelihood.param_shape)``.
+            ``(..., *likelihood.param_shape)``, or to :math:`p(x \mid z)` itself, a
+            distribution with batch shape ``(...)`` and event shape ``event_shape``.
         prior: A module whose call returns a distribution over ``(latent_dim,)``:
             :class:`~.priors.StandardNormalPrior`, a :class:`~pyro_dgm.flows.Flow`
-            (:func:`~.priors.flow_prior`), :class:`~.priors.VampPrior`.
+            (:func:`~.priors.flow_prior`), :class:`~pyro_dgm.flows.ZukoFlow`,
+            :class:`~.priors.VampPrior`.
         posterior: A module from the context to a distribution over ``(latent_dim,)``:
-            :class:`~.posteriors.GaussianPosterior`, :class:`~.posteriors.FlowPosterior`.
+            :class:`~.posteriors.GaussianPosterior`, :class:`~.posteriors.FlowPosterior`;
+            or ``None`` when the encoder returns that distribution itself.
         likelihood: A :class:`~.likelihoods.Likelihood`; its ``event_shape`` is the data's.
         latent_dim: The latent dimension.
         kl_weight: :math:`\beta` after warm-up (positive; 1 for the ELBO).
@@ -123,7 +138,7 @@ class VAE(nn.Module):
         encoder: nn.Module,
         decoder: nn.Module,
         prior: nn.Module,
-        posterior: nn.Module,
+        posterior: nn.Module | None,
         likelihood: Likelihood,
         latent_dim: int,
         *,
@@ -139,6 +154,8 @@ class VAE(nn.Module):
             ("prior", prior),
             ("posterior", posterior),
         ):
+            if value is None and arg == "posterior":
+                continue
             if not isinstance(value, nn.Module):
                 raise ValueError(
                     f"{arg} must be a torch nn.Module (so that its parameters are trained), "
@@ -160,13 +177,22 @@ class VAE(nn.Module):
         self.condition_dim = (
             None if condition_dim is None else check_int(condition_dim, "condition_dim", 1)
         )
+        if self.condition_dim is not None and posterior is None:
+            raise ValueError(
+                "posterior: None (the encoder returns q(z | x) itself) cannot make a conditional "
+                "VAE, which concatenates the context to the encoder's features; give the "
+                "encoder features h and a posterior head (GaussianPosterior(context_dim + "
+                "condition_dim, latent_dim))"
+            )
         if self.condition_dim is not None and isinstance(prior, VampPrior):
             raise ValueError(
                 "prior: a VampPrior mixes the posterior at pseudo-inputs, which a conditional "
                 "VAE's q(z | x, c) cannot do without a context for them; use a normal or "
                 "flow prior"
             )
-        post_dim = getattr(posterior, "latent_dim", latent_dim)
+        post_dim = (
+            latent_dim if posterior is None else getattr(posterior, "latent_dim", latent_dim)
+        )
         if post_dim != latent_dim:
             raise ValueError(f"posterior has latent_dim {post_dim}, expected {latent_dim}")
         with torch.no_grad():
@@ -312,6 +338,28 @@ class VAE(nn.Module):
         self._check_data(x)
         self._check_context(context, x.shape[:1])
         h = self.encoder(self.likelihood.normalize(x, module_dtype(self)))
+        if isinstance(h, torch.distributions.Distribution):
+            if self.variational is not None:
+                raise ValueError(
+                    f"encoder: returned a distribution ({type(h).__name__}), which is q(z | x) "
+                    f"itself, but the VAE also has a posterior head "
+                    f"({type(self.variational).__name__}) for encoder features: build it with "
+                    "posterior=None to use the encoder's distribution, or make the encoder "
+                    "return features h of shape (N, context_dim)"
+                )
+            return _checked(h, "encoder", "q(z | x)", x.shape[:1], (self.latent_dim,))
+        if not isinstance(h, Tensor):
+            raise ValueError(
+                f"encoder: expected features h (a tensor (N, context_dim)) or q(z | x) (a "
+                f"distribution), got {type(h).__name__}"
+            )
+        if self.variational is None:
+            raise ValueError(
+                f"encoder: with posterior=None the encoder must return q(z | x), a distribution "
+                f"with batch shape ({len(x)},) and event shape ({self.latent_dim},), got a "
+                f"tensor of shape {tuple(h.shape)}; for encoder features pass a posterior head "
+                f"(GaussianPosterior({h.shape[-1] if h.dim() else '?'}, {self.latent_dim}))"
+            )
         if context is not None:
             h = torch.cat([h, context.to(h.dtype)], dim=-1)
         return self.variational(h)
@@ -326,7 +374,19 @@ class VAE(nn.Module):
             z = torch.cat(
                 [z.expand(*batch, z.shape[-1]), context.to(z.dtype).expand(*batch, -1)], dim=-1
             )
-        return self.likelihood(self.decoder(z))
+        out = self.decoder(z)
+        if not isinstance(out, torch.distributions.Distribution):
+            return self.likelihood(out)
+        trained = [n for n, p in self.likelihood.named_parameters() if p.requires_grad]
+        if trained:
+            raise ValueError(
+                f"decoder: returned p(x | z) itself ({type(out).__name__}), so the likelihood's "
+                f"own parameters {trained} would never be trained: declare the data with a "
+                "likelihood without parameters (BernoulliLikelihood, GaussianLikelihood(shape, "
+                "scale=1.0), a discretized one), or make the decoder return the likelihood's "
+                "parameters"
+            )
+        return _checked(out, "decoder", "p(x | z)", z.shape[:-1], self.event_shape)
 
     @torch.no_grad()
     def sample(self, num_samples: int, context: Tensor | None = None) -> Tensor:
@@ -355,8 +415,42 @@ class VAE(nn.Module):
     @torch.no_grad()
     def reconstruct(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         r"""The mean of :math:`p(x \mid z)` at one draw :math:`z \sim q(z \mid x)` (with the
-        context of a conditional VAE)."""
+        context of a conditional VAE): ``(N, *event_shape)``, no gradient.
+
+        Example:
+            >>> vae = VAE.for_vectors(3, latent_dim=2, hidden_dims=(8,))
+            >>> vae.reconstruct(torch.randn(4, 3)).shape
+            torch.Size([4, 3])
+        """
         return self.decode(self.posterior(x, context).sample(), context).mean
+
+    @torch.no_grad()
+    def posterior_predictive(
+        self, x: Tensor, num_samples: int = 1, context: Tensor | None = None
+    ) -> Tensor:
+        r"""New data drawn given each data point: :math:`\tilde x \sim p(\tilde x \mid z)`,
+        :math:`z \sim q(z \mid x)`, ``(num_samples, N, *event_shape)``, no gradient.
+
+        .. math:: p(\tilde x \mid x) \approx \int p(\tilde x \mid z)\, q(z \mid x)\, dz
+
+        ``pyro.infer.Predictive(vae.model, guide=vae.guide)`` returns the *observed*
+        ``x`` at the site ``"x"`` (Pyro's semantics for an observed site); this is what
+        ``Predictive(poutine.uncondition(vae.model), guide=vae.guide,
+        return_sites=["x"])`` draws, through the pair's own decoder in one batched pass.
+
+        Arguments:
+            x: Data ``(N, *event_shape)``.
+            num_samples: Draws per data point.
+            context: The context ``(N, condition_dim)`` of a conditional VAE.
+
+        Example:
+            >>> vae = VAE.for_vectors(3, latent_dim=2, hidden_dims=(8,))
+            >>> vae.posterior_predictive(torch.randn(4, 3), num_samples=5).shape
+            torch.Size([5, 4, 3])
+        """
+        n = check_int(num_samples, "num_samples", 1)
+        z = self.posterior(x, context).sample((n,))
+        return self.decode(z, context).sample()
 
     # -- ready-made ----------------------------------------------------------------
     @classmethod
@@ -366,7 +460,7 @@ class VAE(nn.Module):
         latent_dim: int = 16,
         *,
         prior: str | nn.Module = "normal",
-        posterior: str | nn.Module = "gaussian",
+        posterior: str | nn.Module | None = "gaussian",
         likelihood: str | Likelihood = "bernoulli",
         num_levels: int | None = None,
         channels: int = 32,
@@ -380,9 +474,12 @@ class VAE(nn.Module):
         warmup_steps: int = 0,
         name: str = "vae",
         condition_dim: int | None = None,
+        encoder: nn.Module | None = None,
+        decoder: nn.Module | None = None,
     ) -> VAE:
         r"""A VAE for images ``(C, H, W)`` with a :class:`~.networks.ConvEncoder` and
-        :class:`~.networks.ConvDecoder` (8x8 digits, 28x28 MNIST, ...).
+        :class:`~.networks.ConvDecoder` (8x8 digits, 28x28 MNIST, ...), or the encoder
+        and decoder given.
 
         Arguments:
             image_shape: ``(C, H, W)``.
@@ -390,8 +487,9 @@ class VAE(nn.Module):
             prior: ``"normal"``, ``"flow"`` (MAF, ``prior_layers`` layers), ``"vamp"``
                 (``num_pseudo_inputs`` pseudo-inputs), or a prior module.
             posterior: ``"gaussian"``, ``"iaf"``, ``"planar"``, ``"householder"``,
-                ``"sylvester"`` (``posterior_steps`` steps), or a posterior module
-                taking a context of size ``context_dim``.
+                ``"sylvester"`` (``posterior_steps`` steps), a posterior module
+                taking a context of size ``context_dim``, or ``None`` for an
+                ``encoder`` that returns :math:`q(z \mid x)` itself.
             likelihood: ``"bernoulli"``, ``"gaussian"``, ``"discretized_logistic"``,
                 ``"discretized_logistic_mixture"`` (``num_components`` components),
                 or a :class:`~.likelihoods.Likelihood`.
@@ -409,16 +507,29 @@ class VAE(nn.Module):
             condition_dim: The size of the context :math:`c` of a conditional VAE
                 (concatenated to the encoder's features :math:`h` and to the latent),
                 or ``None``. (``context_dim`` is the size of :math:`h` itself.)
+            encoder: An encoder of one's own in place of the ``ConvEncoder``: to
+                features :math:`h` (with a ``context_dim`` attribute, for a posterior
+                given by name) or to :math:`q(z \mid x)` itself (``posterior=None``).
+            decoder: A decoder of one's own in place of the ``ConvDecoder``: to the
+                likelihood's parameters, or to :math:`p(x \mid z)` itself.
+
+        Example:
+            >>> vae = VAE.for_images((1, 8, 8), latent_dim=2, channels=4, context_dim=8,
+            ...                      likelihood="discretized_logistic", num_levels=17)
+            >>> vae.sample(2).shape
+            torch.Size([2, 1, 8, 8])
         """
         shape = torch.Size(image_shape)
         if len(shape) != 3:
             raise ValueError(f"image_shape must be (C, H, W), got {tuple(shape)}")
         extra = _condition_dim(condition_dim)
         lik = _make_likelihood(likelihood, shape, num_levels, num_components)
-        encoder = ConvEncoder(shape, channels, context_dim)
-        decoder = ConvDecoder(
-            check_int(latent_dim, "latent_dim", 1) + extra, lik.param_shape, channels
-        )
+        if encoder is None:
+            encoder = ConvEncoder(shape, channels, context_dim)
+        if decoder is None:
+            decoder = ConvDecoder(
+                check_int(latent_dim, "latent_dim", 1) + extra, lik.param_shape, channels
+            )
         return cls._assemble(
             encoder,
             decoder,
@@ -444,7 +555,7 @@ class VAE(nn.Module):
         *,
         hidden_dims: Sequence[int] = (128, 128),
         prior: str | nn.Module = "normal",
-        posterior: str | nn.Module = "gaussian",
+        posterior: str | nn.Module | None = "gaussian",
         likelihood: str | Likelihood = "gaussian",
         num_levels: int | None = None,
         prior_layers: int = 4,
@@ -456,21 +567,52 @@ class VAE(nn.Module):
         warmup_steps: int = 0,
         name: str = "vae",
         condition_dim: int | None = None,
+        encoder: nn.Module | None = None,
+        decoder: nn.Module | None = None,
     ) -> VAE:
-        r"""A VAE for vectors ``(D,)`` with an :class:`~.networks.MLPEncoder` (layers
-        ``hidden_dims``, the last being the context size) and a mirrored
-        :class:`~.networks.MLPDecoder`. The other arguments are those of
-        :meth:`for_images`.
+        r"""A VAE for vectors ``(D,)`` (flattened images too) with an
+        :class:`~.networks.MLPEncoder` (layers ``hidden_dims``, the last being the
+        context size) and a mirrored :class:`~.networks.MLPDecoder`, or the encoder and
+        decoder given. The other arguments are those of :meth:`for_images`.
+
+        The way in for the encoder and decoder modules of Pyro's and zuko's VAE
+        tutorials, which return distributions: ``encoder=`` a module returning
+        :math:`q(z \mid x)` with ``posterior=None``, ``decoder=`` a module returning
+        :math:`p(x \mid z)`, and ``likelihood`` naming the data (``"bernoulli"`` for
+        binary pixels).
+
+        Example:
+            >>> class Encoder(nn.Module):  # returns q(z | x), as in Pyro's tutorial
+            ...     def __init__(self):
+            ...         super().__init__()
+            ...         self.net = nn.Linear(6, 4)
+            ...     def forward(self, x):
+            ...         loc, log_scale = self.net(x).chunk(2, dim=-1)
+            ...         return dist.Normal(loc, log_scale.exp()).to_event(1)
+            >>> class Decoder(nn.Module):  # returns p(x | z)
+            ...     def __init__(self):
+            ...         super().__init__()
+            ...         self.net = nn.Linear(2, 6)
+            ...     def forward(self, z):
+            ...         return dist.Bernoulli(logits=self.net(z)).to_event(1)
+            >>> vae = VAE.for_vectors(6, latent_dim=2, encoder=Encoder(), decoder=Decoder(),
+            ...                       posterior=None, likelihood="bernoulli", name="tutorial_vae")
+            >>> x = torch.randint(0, 2, (5, 6)).float()
+            >>> loss = pyro.infer.Trace_ELBO().differentiable_loss(vae.model, vae.guide, x)
+            >>> vae.posterior_predictive(x, num_samples=3).shape
+            torch.Size([3, 5, 6])
         """
         d = check_int(input_dim, "input_dim", 1)
         extra = _condition_dim(condition_dim)
         lik = _make_likelihood(likelihood, torch.Size([d]), num_levels, num_components)
-        encoder = MLPEncoder(d, hidden_dims)
-        decoder = MLPDecoder(
-            check_int(latent_dim, "latent_dim", 1) + extra,
-            lik.param_shape,
-            list(hidden_dims)[::-1],
-        )
+        if encoder is None:
+            encoder = MLPEncoder(d, hidden_dims)
+        if decoder is None:
+            decoder = MLPDecoder(
+                check_int(latent_dim, "latent_dim", 1) + extra,
+                lik.param_shape,
+                list(hidden_dims)[::-1],
+            )
         return cls._assemble(
             encoder,
             decoder,
@@ -496,7 +638,7 @@ class VAE(nn.Module):
         likelihood: Likelihood,
         latent_dim: int,
         prior: str | nn.Module,
-        posterior: str | nn.Module,
+        posterior: str | nn.Module | None,
         prior_layers: int,
         posterior_steps: int,
         flow_hidden_dims: Sequence[int] | None,
@@ -507,6 +649,13 @@ class VAE(nn.Module):
         condition_dim: int | None = None,
     ) -> VAE:
         if isinstance(posterior, str):
+            if not isinstance(getattr(encoder, "context_dim", None), int):
+                raise ValueError(
+                    f"posterior={posterior!r} builds a head on the encoder's features, but the "
+                    f"encoder ({type(encoder).__name__}) has no int context_dim attribute to "
+                    "size it: set encoder.context_dim, pass a posterior module, or "
+                    "posterior=None if the encoder returns q(z | x) itself"
+                )
             features = encoder.context_dim + _condition_dim(condition_dim)
             posterior = make_posterior(
                 posterior, features, latent_dim, posterior_steps, flow_hidden_dims
@@ -530,7 +679,8 @@ class VAE(nn.Module):
                         "prior='vamp' needs a posterior with a Gaussian stage "
                         f"(GaussianPosterior or FlowPosterior), got {type(posterior).__name__}"
                     )
-                k, shape = num_pseudo_inputs, encoder.input_shape
+                k = num_pseudo_inputs
+                shape = getattr(encoder, "input_shape", likelihood.event_shape)
                 init = (
                     torch.randn(k, *shape)
                     if isinstance(likelihood, GaussianLikelihood)
@@ -549,6 +699,29 @@ class VAE(nn.Module):
             name=name,
             condition_dim=condition_dim,
         )
+
+
+def _checked(
+    d: torch.distributions.Distribution,
+    owner: str,
+    what: str,
+    batch: Sequence[int],
+    event: Sequence[int],
+) -> torch.distributions.Distribution:
+    """``d`` when its batch and event shapes are ``batch`` and ``event``, else a ValueError
+    naming ``owner`` (the module that returned it)."""
+    if d.batch_shape != torch.Size(batch) or d.event_shape != torch.Size(event):
+        hint = (
+            " (a distribution over coordinates needs .to_event(1) to make them one event)"
+            if d.event_shape == () and d.batch_shape[-1:] == torch.Size(event)[-1:]
+            else ""
+        )
+        raise ValueError(
+            f"{owner}: expected {what} with batch shape {tuple(batch)} and event shape "
+            f"{tuple(event)}, got {type(d).__name__} with batch shape {tuple(d.batch_shape)} and "
+            f"event shape {tuple(d.event_shape)}{hint}"
+        )
+    return d
 
 
 def _condition_dim(condition_dim: int | None) -> int:
