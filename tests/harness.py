@@ -234,7 +234,9 @@ def check_gradients(case: TransformCase) -> None:
     if not params:  # a parameter-free transform: the gradient must reach the data
         assert case.inverse, f"{case.name}: no parameters and no inverse: nothing to check"
         (grad,) = torch.autograd.grad(loss, data)
-        assert torch.isfinite(grad).all() and grad.abs().sum() > 0, f"{case.name}: no data gradient"
+        assert torch.isfinite(grad).all() and grad.abs().sum() > 0, (
+            f"{case.name}: no data gradient"
+        )
         return
     module.zero_grad()
     loss.backward()

@@ -150,8 +150,9 @@ class Dist:
 
 def _zuko(kind: str, context: int = 0, **kw: object) -> nn.Module:
     flows = {"maf": zuko.flows.MAF, "nsf": zuko.flows.NSF, "naf": zuko.flows.NAF}
-    return flows[kind](3, context=context, transforms=kw.pop("transforms", 2), hidden_features=H,
-                       **kw)
+    return flows[kind](
+        3, context=context, transforms=kw.pop("transforms", 2), hidden_features=H, **kw
+    )
 
 
 def _vamp_prior() -> VampPrior:
@@ -162,10 +163,16 @@ def _vamp_prior() -> VampPrior:
 DISTRIBUTIONS = [
     # discretized likelihoods
     Dist("discretized_logistic", lambda: DiscretizedLogistic(torch.tensor(8.0), 2.0, 17)),
-    Dist("discretized_logistic_event", lambda: DiscretizedLogistic(
-        torch.tensor([3.0, 8.0, 12.0]), 1.5, 17).to_event(1)),
-    Dist("discretized_logistic_mixture", lambda: DiscretizedLogisticMixture(
-        torch.tensor([0.0, 1.0]), torch.tensor([4.0, 11.0]), torch.tensor([1.0, 2.0]), 17)),
+    Dist(
+        "discretized_logistic_event",
+        lambda: DiscretizedLogistic(torch.tensor([3.0, 8.0, 12.0]), 1.5, 17).to_event(1),
+    ),
+    Dist(
+        "discretized_logistic_mixture",
+        lambda: DiscretizedLogisticMixture(
+            torch.tensor([0.0, 1.0]), torch.tensor([4.0, 11.0]), torch.tensor([1.0, 2.0]), 17
+        ),
+    ),
     Dist("discretized_normal", lambda: Discretized(dist.Normal(torch.tensor(6.0), 2.5), 17)),
     # ready-made flows, called as flow()
     Dist("maf", lambda: MAF(3, 2, H)),
@@ -187,43 +194,91 @@ DISTRIBUTIONS = [
     Dist("zuko_naf", lambda: ZukoFlow(_zuko("naf", transforms=1, signal=4))),
     Dist("zuko_maf_iaf", lambda: ZukoFlow(_zuko("maf"), direction="iaf")),
     Dist("zuko_nsf_iaf", lambda: ZukoFlow(_zuko("nsf", bins=4), direction="iaf")),
-    Dist("zuko_naf_iaf", lambda: ZukoFlow(_zuko("naf", transforms=1, signal=4),
-                                         direction="iaf")),
+    Dist("zuko_naf_iaf", lambda: ZukoFlow(_zuko("naf", transforms=1, signal=4), direction="iaf")),
     Dist("zuko_maf_conditional", lambda: ZukoFlow(_zuko("maf", context=2)), context_dim=2),
-    Dist("zuko_nsf_conditional", lambda: ZukoFlow(_zuko("nsf", context=2, bins=4)),
-         context_dim=2),
+    Dist("zuko_nsf_conditional", lambda: ZukoFlow(_zuko("nsf", context=2, bins=4)), context_dim=2),
     # the VAE's priors and posteriors (posteriors are called with the encoder's context)
     # multi-scale image flows (1 x 4 x 4 images)
-    Dist("image_glow", lambda: ImageGlow((1, 4, 4), num_levels=2, num_steps=1,
-                                         hidden_channels=8)),
-    Dist("image_realnvp", lambda: ImageRealNVP((1, 4, 4), num_levels=2, num_steps=1,
-                                               hidden_channels=8, num_blocks=1)),
+    Dist("image_glow", lambda: ImageGlow((1, 4, 4), num_levels=2, num_steps=1, hidden_channels=8)),
+    Dist(
+        "image_realnvp",
+        lambda: ImageRealNVP(
+            (1, 4, 4), num_levels=2, num_steps=1, hidden_channels=8, num_blocks=1
+        ),
+    ),
     # memory-saving backpropagation (the multi-scale flows' flag; stacks in a Flow)
-    Dist("image_glow_memory_saving", lambda: ImageGlow((1, 4, 4), num_levels=2, num_steps=1,
-                                                       hidden_channels=8, memory_saving=True)),
-    Dist("memory_saving_stack", lambda: Flow([memory_saving([
-        ActNorm(3), revnet_block(3, H), InvertibleLinear(3),
-        masked_affine_coupling(3, hidden_dims=H)])], event_shape=3)),
-    Dist("memory_saving_stack_conditional", lambda: Flow([memory_saving([
-        ActNorm(3), conditional_masked_affine_coupling(3, 2, hidden_dims=H),
-        conditional_revnet_block(3, 2, H)])], event_shape=3), context_dim=2),
+    Dist(
+        "image_glow_memory_saving",
+        lambda: ImageGlow(
+            (1, 4, 4), num_levels=2, num_steps=1, hidden_channels=8, memory_saving=True
+        ),
+    ),
+    Dist(
+        "memory_saving_stack",
+        lambda: Flow(
+            [
+                memory_saving(
+                    [
+                        ActNorm(3),
+                        revnet_block(3, H),
+                        InvertibleLinear(3),
+                        masked_affine_coupling(3, hidden_dims=H),
+                    ]
+                )
+            ],
+            event_shape=3,
+        ),
+    ),
+    Dist(
+        "memory_saving_stack_conditional",
+        lambda: Flow(
+            [
+                memory_saving(
+                    [
+                        ActNorm(3),
+                        conditional_masked_affine_coupling(3, 2, hidden_dims=H),
+                        conditional_revnet_block(3, 2, H),
+                    ]
+                )
+            ],
+            event_shape=3,
+        ),
+        context_dim=2,
+    ),
     # autoregressive distributions of integer images and sequences
-    Dist("pixelcnn", lambda: PixelCNN((1, 2, 3), 5, hidden_channels=4, num_layers=1,
-                                      num_components=2)),
-    Dist("pixelcnn_conditional", lambda: PixelCNN((1, 2, 3), 5, hidden_channels=4,
-                                                  num_layers=1, num_components=2,
-                                                  context_dim=2), context_dim=2),
+    Dist(
+        "pixelcnn",
+        lambda: PixelCNN((1, 2, 3), 5, hidden_channels=4, num_layers=1, num_components=2),
+    ),
+    Dist(
+        "pixelcnn_conditional",
+        lambda: PixelCNN(
+            (1, 2, 3), 5, hidden_channels=4, num_layers=1, num_components=2, context_dim=2
+        ),
+        context_dim=2,
+    ),
     Dist("wavenet", lambda: WaveNet(4, 5, residual_channels=4, num_layers=2)),
     Dist("vae_normal_prior", lambda: StandardNormalPrior(3)),
     Dist("vae_vamp_prior", _vamp_prior),
     Dist("vae_gaussian_posterior", lambda: make_posterior("gaussian", 4, 3), context_dim=4),
     Dist("vae_iaf_posterior", lambda: make_posterior("iaf", 4, 3, 2, H), context_dim=4),
-    Dist("vae_householder_posterior", lambda: make_posterior("householder", 4, 3, 2, H),
-         context_dim=4),
-    Dist("vae_planar_posterior", lambda: make_posterior("planar", 4, 3, 2, H), context_dim=4,
-         invertible=False),
-    Dist("vae_sylvester_posterior", lambda: make_posterior("sylvester", 4, 3, 2, H),
-         context_dim=4, invertible=False),
+    Dist(
+        "vae_householder_posterior",
+        lambda: make_posterior("householder", 4, 3, 2, H),
+        context_dim=4,
+    ),
+    Dist(
+        "vae_planar_posterior",
+        lambda: make_posterior("planar", 4, 3, 2, H),
+        context_dim=4,
+        invertible=False,
+    ),
+    Dist(
+        "vae_sylvester_posterior",
+        lambda: make_posterior("sylvester", 4, 3, 2, H),
+        context_dim=4,
+        invertible=False,
+    ),
 ]
 
 
@@ -267,8 +322,14 @@ def _vae(likelihood: str = "gaussian", images: bool = False, **kw: object) -> Se
         x = torch.randn(N, *shape)
     else:
         x = torch.randint(0, num_levels, (N, *shape))
-    kw.update(likelihood=likelihood, flow_hidden_dims=H, prior_layers=2, posterior_steps=2,
-              num_pseudo_inputs=3, num_components=2)
+    kw.update(
+        likelihood=likelihood,
+        flow_hidden_dims=H,
+        prior_layers=2,
+        posterior_steps=2,
+        num_pseudo_inputs=3,
+        num_components=2,
+    )
     if likelihood != "bernoulli" and num_levels is not None:
         kw["num_levels"] = num_levels
     if images:
@@ -283,8 +344,9 @@ def _dequantization(kind: str) -> Setup:
     if kind == "uniform":
         pair = UniformDequantization(RealNVP(4, 2, H), num_levels=17)
     else:
-        pair = VariationalDequantization(RealNVP(4, 2, H), 17, context_dim=8, num_layers=2,
-                                         hidden_dims=H)
+        pair = VariationalDequantization(
+            RealNVP(4, 2, H), 17, context_dim=8, num_layers=2, hidden_dims=H
+        )
     return Setup(pair.model, pair.guide, (y,))
 
 
@@ -296,29 +358,58 @@ def _energy() -> Setup:
 PAIRS = [
     Pair("flow_model_maf", lambda: _flow_model(MAF(3, 2, H), torch.randn(N, 3))),
     Pair("flow_model_glow", lambda: _flow_model(Glow(3, 1, H), torch.randn(N, 3))),
-    Pair("flow_model_maf_conditional", lambda: _flow_model(
-        MAF(3, 2, H, context_dim=2), torch.randn(N, 3), torch.randn(N, 2))),
-    Pair("flow_model_zuko_nsf", lambda: _flow_model(
-        ZukoFlow(_zuko("nsf", bins=4)), torch.randn(N, 3))),
+    Pair(
+        "flow_model_maf_conditional",
+        lambda: _flow_model(MAF(3, 2, H, context_dim=2), torch.randn(N, 3), torch.randn(N, 2)),
+    ),
+    Pair(
+        "flow_model_zuko_nsf",
+        lambda: _flow_model(ZukoFlow(_zuko("nsf", bins=4)), torch.randn(N, 3)),
+    ),
     Pair("vae_flow_prior_iaf_posterior", lambda: _vae(prior="flow", posterior="iaf")),
     Pair("vae_vamp_prior_bernoulli", lambda: _vae("bernoulli", prior="vamp")),
-    Pair("vae_planar_discretized_logistic", lambda: _vae(
-        "discretized_logistic", posterior="planar")),
-    Pair("vae_householder_mixture", lambda: _vae(
-        "discretized_logistic_mixture", prior="flow", posterior="householder")),
+    Pair(
+        "vae_planar_discretized_logistic", lambda: _vae("discretized_logistic", posterior="planar")
+    ),
+    Pair(
+        "vae_householder_mixture",
+        lambda: _vae("discretized_logistic_mixture", prior="flow", posterior="householder"),
+    ),
     Pair("vae_sylvester", lambda: _vae(posterior="sylvester")),
-    Pair("vae_images_flow_prior_iaf", lambda: _vae(
-        "discretized_logistic", images=True, prior="flow", posterior="iaf")),
-    Pair("image_glow_model", lambda: _flow_model(
-        ImageGlow((1, 4, 4), 2, 1, hidden_channels=8), torch.randn(N, 1, 4, 4))),
-    Pair("image_glow_memory_saving_model", lambda: _flow_model(
-        ImageGlow((1, 4, 4), 2, 1, hidden_channels=8, memory_saving=True),
-        torch.randn(N, 1, 4, 4))),
-    Pair("pixelcnn_model", lambda: Setup(*_ar_pair(
-        PixelCNN((1, 2, 3), 5, hidden_channels=4, num_layers=1, num_components=2),
-        torch.randint(0, 5, (N, 1, 2, 3))))),
-    Pair("wavenet_model", lambda: Setup(*_ar_pair(
-        WaveNet(4, 5, residual_channels=4, num_layers=2), torch.randint(0, 5, (N, 1, 4))))),
+    Pair(
+        "vae_images_flow_prior_iaf",
+        lambda: _vae("discretized_logistic", images=True, prior="flow", posterior="iaf"),
+    ),
+    Pair(
+        "image_glow_model",
+        lambda: _flow_model(
+            ImageGlow((1, 4, 4), 2, 1, hidden_channels=8), torch.randn(N, 1, 4, 4)
+        ),
+    ),
+    Pair(
+        "image_glow_memory_saving_model",
+        lambda: _flow_model(
+            ImageGlow((1, 4, 4), 2, 1, hidden_channels=8, memory_saving=True),
+            torch.randn(N, 1, 4, 4),
+        ),
+    ),
+    Pair(
+        "pixelcnn_model",
+        lambda: Setup(
+            *_ar_pair(
+                PixelCNN((1, 2, 3), 5, hidden_channels=4, num_layers=1, num_components=2),
+                torch.randint(0, 5, (N, 1, 2, 3)),
+            )
+        ),
+    ),
+    Pair(
+        "wavenet_model",
+        lambda: Setup(
+            *_ar_pair(
+                WaveNet(4, 5, residual_channels=4, num_layers=2), torch.randint(0, 5, (N, 1, 4))
+            )
+        ),
+    ),
     Pair("uniform_dequantization", lambda: _dequantization("uniform")),
     Pair("variational_dequantization", lambda: _dequantization("variational")),
     Pair("energy_flow_guide", _energy, improper_prior=True),
@@ -446,8 +537,9 @@ def test_context_broadcasts_against_values(case: Dist) -> None:
         y = call(context).sample()
     lp = call(context).log_prob(x)
     assert lp.shape == (2, N)
-    torch.testing.assert_close(lp, call(context).log_prob(x.expand(2, N, *event)),
-                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(
+        lp, call(context).log_prob(x.expand(2, N, *event)), atol=1e-5, rtol=1e-5
+    )
     wide = case.context(2, N)
     lp = call(wide).log_prob(y)
     assert lp.shape == (2, N)
@@ -468,8 +560,9 @@ def test_expand_to_event_and_mask(case: Dist) -> None:
     assert lp.shape == e.batch_shape
     if case.invertible:  # each slice scores as the unexpanded distribution does
         for i in range(2):
-            torch.testing.assert_close(lp[i], call(context).log_prob(x[i].clone()),
-                                       atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(
+                lp[i], call(context).log_prob(x[i].clone()), atol=1e-4, rtol=1e-4
+            )
     ev = e.to_event(1)
     assert ev.batch_shape == e.batch_shape[:-1]
     assert ev.event_shape == (e.batch_shape[-1], *e.event_shape)
@@ -602,19 +695,22 @@ def test_vectorized_particles_and_elbos_with_a_latent(case: Dist) -> None:
     assert lp.shape == (K, N) and torch.isfinite(lp).all()
     if case.invertible:
         for k in range(K):
-            torch.testing.assert_close(lp[k], call(context).log_prob(z[k].clone()),
-                                       atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(
+                lp[k], call(context).log_prob(z[k].clone()), atol=1e-4, rtol=1e-4
+            )
     elbo = Trace_ELBO(num_particles=K, vectorize_particles=True, max_plate_nesting=1)
     loss = elbo.loss_and_grads(model, guide, y)
     assert math.isfinite(loss)
     if module is not None and _params(module):
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in _params(module))
     reference = _loss(Trace_ELBO(), model, guide, y)
-    assert math.isclose(_loss(TraceGraph_ELBO(), model, guide, y), reference, rel_tol=1e-4,
-                        abs_tol=1e-3)
+    assert math.isclose(
+        _loss(TraceGraph_ELBO(), model, guide, y), reference, rel_tol=1e-4, abs_tol=1e-3
+    )
     if call(context).has_rsample:  # both need a reparameterized guide
-        assert math.isclose(_loss(TraceMeanField_ELBO(), model, guide, y), reference,
-                            rel_tol=1e-4, abs_tol=1e-3)
+        assert math.isclose(
+            _loss(TraceMeanField_ELBO(), model, guide, y), reference, rel_tol=1e-4, abs_tol=1e-3
+        )
         assert math.isfinite(RenyiELBO(alpha=0.5, num_particles=2).loss(model, guide, y))
 
 
@@ -776,7 +872,8 @@ def test_double_and_to_device_move_everything(case: Dist, device: str) -> None:
 def _latents(setup: Setup) -> list[str]:
     tr = poutine.trace(setup.guide).get_trace(*setup.args)
     return [
-        n for n, s in tr.nodes.items()
+        n
+        for n, s in tr.nodes.items()
         if s["type"] == "sample" and not s["is_observed"] and not site_is_subsample(s)
     ]
 
@@ -831,8 +928,9 @@ def test_pair_subsampled_plate(case: Pair) -> None:
         for site in tr.nodes.values():
             if site["type"] == "sample" and not site_is_subsample(site):
                 assert site["scale"] == size / N
-    torch.testing.assert_close(mt.log_prob_sum(), size / N * full.log_prob_sum(),
-                               atol=1e-3, rtol=1e-5)
+    torch.testing.assert_close(
+        mt.log_prob_sum(), size / N * full.log_prob_sum(), atol=1e-3, rtol=1e-5
+    )
 
 
 @over(PAIRS)
@@ -853,8 +951,12 @@ def test_pair_vectorized_particles(case: Pair) -> None:
             if site["type"] == "sample" and not site_is_subsample(site):
                 vec = mt.nodes[name]["log_prob"]
                 vec = vec[k] if vec.dim() and vec.shape[0] == K else vec
-                torch.testing.assert_close(vec.expand_as(site["log_prob"]) if vec.dim() else vec,
-                                           site["log_prob"], atol=2e-4, rtol=1e-4)
+                torch.testing.assert_close(
+                    vec.expand_as(site["log_prob"]) if vec.dim() else vec,
+                    site["log_prob"],
+                    atol=2e-4,
+                    rtol=1e-4,
+                )
     elbo = Trace_ELBO(num_particles=K, vectorize_particles=True, max_plate_nesting=1)
     loss = elbo.loss_and_grads(s.model, s.guide, *s.args)
     assert math.isfinite(loss)
@@ -877,8 +979,7 @@ def test_pair_elbo_variants(case: Pair) -> None:
     assert math.isfinite(value)
     if not _latents(s):  # without latents every bound is the log-likelihood
         assert math.isclose(value, reference, rel_tol=1e-5)
-        assert math.isclose(_loss(mean_field, s.model, s.guide, *s.args), reference,
-                            rel_tol=1e-5)
+        assert math.isclose(_loss(mean_field, s.model, s.guide, *s.args), reference, rel_tol=1e-5)
 
 
 @over(PAIRS)
@@ -960,9 +1061,7 @@ def test_pair_double_and_to_device(case: Pair, device: str) -> None:
     for root in _roots(s):
         root.double().to(device)
         _check_dtype_device(root, torch.float64, device)
-    args = tuple(
-        (a.double() if a.is_floating_point() else a).to(device) for a in s.args
-    )
+    args = tuple((a.double() if a.is_floating_point() else a).to(device) for a in s.args)
     pyro.set_rng_seed(0)
     gt = poutine.trace(s.guide).get_trace(*args)
     mt = poutine.trace(poutine.replay(s.model, trace=gt)).get_trace(*args)
@@ -1028,8 +1127,9 @@ def _mean_loss(model: Callable, guide: Callable, x: torch.Tensor) -> float:
         return float(elbo.loss(model, guide, x))
 
 
-def _trains(model: Callable, guide: Callable, x: torch.Tensor, steps: int = 60,
-            lr: float = 0.03) -> tuple[float, float, dict, dict]:
+def _trains(
+    model: Callable, guide: Callable, x: torch.Tensor, steps: int = 60, lr: float = 0.03
+) -> tuple[float, float, dict, dict]:
     svi = SVI(model, guide, Adam({"lr": lr}), Trace_ELBO())
     svi.step(x)  # creates the parameters
     store = pyro.get_param_store()
@@ -1057,9 +1157,11 @@ FLOW_GUIDE_TRANSFORMS = {
     "masked_affine_coupling": lambda d: masked_affine_coupling(d, half_mask(d), [32]),
     # zuko's lazy transforms through the bridge, IAF direction (cheap sampling)
     "zuko_maf_iaf": lambda d: zuko_transform(
-        zuko.flows.MAF(d, transforms=2, hidden_features=H).transform, "iaf"),
+        zuko.flows.MAF(d, transforms=2, hidden_features=H).transform, "iaf"
+    ),
     "zuko_nsf_iaf": lambda d: zuko_transform(
-        zuko.flows.NSF(d, transforms=1, hidden_features=H, bins=4).transform, "iaf"),
+        zuko.flows.NSF(d, transforms=1, hidden_features=H, bins=4).transform, "iaf"
+    ),
 }
 
 
@@ -1123,8 +1225,9 @@ def test_zuko_bridge_orientation(kind: str, direction: str) -> None:
         expected = f(z) if direction == "iaf" else f.inv(z)
     torch.testing.assert_close(x.detach(), expected, atol=1e-4, rtol=1e-4)
     if direction == "maf":
-        torch.testing.assert_close(flow().log_prob(x.detach()), zflow().log_prob(x.detach()),
-                                   atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(
+            flow().log_prob(x.detach()), zflow().log_prob(x.detach()), atol=1e-4, rtol=1e-4
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -1160,11 +1263,20 @@ def test_user_elbo_guesses_at_most_once(pyro_log) -> None:
 
 
 def test_fit_does_not_log_per_loss_call(pyro_log) -> None:
-    vae = VAE.for_vectors(4, 2, hidden_dims=H, prior="flow", posterior="iaf",
-                          flow_hidden_dims=H, prior_layers=2, posterior_steps=2)
+    vae = VAE.for_vectors(
+        4,
+        2,
+        hidden_dims=H,
+        prior="flow",
+        posterior="iaf",
+        flow_hidden_dims=H,
+        prior_layers=2,
+        posterior_steps=2,
+    )
     x = torch.randn(24, 4)
     loss = Trace_ELBO(num_particles=2, vectorize_particles=True)
-    history = fit(vae.model, vae.guide, x, epochs=2, batch_size=4, loss=loss, progress=False,
-                  validation=0.25)
+    history = fit(
+        vae.model, vae.guide, x, epochs=2, batch_size=4, loss=loss, progress=False, validation=0.25
+    )
     assert len(history.epoch) == 2
     assert _guesses(pyro_log) <= 1  # about 2 x (5 training + 2 validation) loss calls
