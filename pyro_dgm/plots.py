@@ -9,7 +9,7 @@ backend to choose: ``fig.savefig`` renders with Agg), for scripts and the comman
 line, which save them and let them go.
 
 What they draw: a density :math:`p(x) = e^{\log p(x)}` on a grid (:func:`density_2d`),
-each point's PSIS :math:`\hat k` against the bands of Yao et al. (:func:`pareto_k`:
+each point's PSIS :math:`\hat k` against the bands of Yao et al. (:func:`pareto_k_plot`:
 :math:`\hat k \le 0.5` good, :math:`\le 0.7` usable, above not to be trusted), and the
 ELBO surgery terms :math:`\mathbb I_q[x, z]` and
 :math:`\mathrm{KL}(q_\text{agg} \,\|\, p)` (:func:`elbo_surgery_bars`), in nats per
@@ -42,8 +42,8 @@ __all__ = [
     "image_samples_figure",
     "latent_scatter",
     "latent_scatter_figure",
-    "pareto_k",
     "pareto_k_figure",
+    "pareto_k_plot",
     "sequence_samples_figure",
     "training_curve",
     "training_curve_figure",
@@ -250,7 +250,7 @@ def _colours(n: int) -> list[Any]:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def pareto_k(
+def pareto_k_plot(
     k: Tensor | np.ndarray | Sequence[float],
     *,
     ax: Axes | None = None,
@@ -263,7 +263,7 @@ def pareto_k(
 
     Example:
         >>> from matplotlib.figure import Figure
-        >>> ax = pareto_k(torch.tensor([0.1, 0.4, 0.8, 1.2]), ax=Figure().subplots())
+        >>> ax = pareto_k_plot(torch.tensor([0.1, 0.4, 0.8, 1.2]), ax=Figure().subplots())
         >>> ax.get_ylabel()
         'PSIS k-hat'
     """
@@ -316,6 +316,11 @@ _TERM_LABELS = {
     "mutual_information": "mutual information",
     "marginal_kl": "marginal KL",
 }
+
+
+#: The former name of :func:`pareto_k_plot`, kept for one release (it shared its name
+#: with :func:`pyro_dgm.infer.pareto_k`, which computes the values).
+pareto_k = pareto_k_plot
 
 
 def elbo_surgery_bars(
@@ -500,7 +505,7 @@ def pareto_k_figure(
         'test points'
     """
     fig = _figure((6.0, 3.5))
-    pareto_k(k, ax=fig.subplots(), title=title)
+    pareto_k_plot(k, ax=fig.subplots(), title=title)
     return _finish(fig, None)
 
 

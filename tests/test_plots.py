@@ -87,7 +87,7 @@ def test_latent_scatter_colours_each_label() -> None:
 
 def test_pareto_k_plot_bands_and_lines() -> None:
     k = np.array([0.1, 0.6, 0.9, 0.3, 1.4, np.inf, np.nan])
-    ax = plots.pareto_k(k)
+    ax = plots.pareto_k_plot(k)
     by_label = {c.get_label().split(" (")[0]: c for c in ax.collections}
     assert np.allclose(by_label["k <= 0.5"].get_offsets(), [[0, 0.1], [3, 0.3]])
     assert np.allclose(by_label["0.5 < k <= 0.7"].get_offsets(), [[1, 0.6]])
@@ -96,7 +96,7 @@ def test_pareto_k_plot_bands_and_lines() -> None:
     levels = sorted(line.get_ydata()[0] for line in ax.get_lines())
     assert levels == [0.5, 0.7]
     with pytest.raises(ValueError, match="1-D"):
-        plots.pareto_k(np.zeros((2, 2)))
+        plots.pareto_k_plot(np.zeros((2, 2)))
 
 
 def test_elbo_surgery_bars_hold_each_models_terms() -> None:
