@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from pyro_dgm import cli, diagnostics, infer
+from pyro_dgm.flows import MultiScaleFlow
 
 
 def test_fit_writes_a_report(tmp_path, capsys) -> None:
@@ -84,6 +85,53 @@ def test_fit_digits_with_the_multiscale_image_flows(tmp_path, model, dequantizat
         rebuilt.model, rebuilt.guide, cli.datasets.load("digits").test[:20]
     ).nats
     assert math.isfinite(nll)
+
+
+def test_memory_saving_trains_the_image_flow_through_the_rebuilding_backward(
+    tmp_path, monkeypatch
+) -> None:
+    """--memory-saving reaches the image flow: its backward passes are the memory-saving
+    container's, the run records it, and the rebuilt pair is memory-saving too."""
+    from pyro_dgm.transforms import reversible
+
+    backwards = []
+    original = reversible._ChunkFunction.backward
+
+    def counted(ctx, *grads):
+        backwards.append(1)
+        return original(ctx, *grads)
+
+    monkeypatch.setattr(reversible._ChunkFunction, "backward", staticmethod(counted))
+    argv = ["fit", "--data", "digits", "--model", "glow", "--epochs", "1", "--num-layers", "2"]
+    argv += ["--hidden", "8", "--num-samples", "4", "--batch-size", "512", "--quiet"]
+    assert cli.main([*argv, "--out", str(tmp_path / "plain")]) == 0
+    assert backwards == []  # ordinary backpropagation by default
+    assert cli.main([*argv, "--memory-saving", "--out", str(tmp_path / "saving")]) == 0
+    assert backwards  # every training step went through the rebuilding backward
+    metrics = json.loads((tmp_path / "saving" / "metrics.json").read_text())
+    assert metrics["config"]["memory_saving"] is True
+    assert metrics["architecture"]["memory_saving"] is True
+    config = cli.RunConfig.from_json((tmp_path / "saving" / "config.json").read_text())
+    _, pair = cli.build_pair(config, cli.datasets.load("digits"))
+    image_flows = [m for m in pair.modules() if isinstance(m, MultiScaleFlow)]
+    assert image_flows and all(flow.memory_saving for flow in image_flows)
+    plain = json.loads((tmp_path / "plain" / "metrics.json").read_text())
+    assert plain["config"]["memory_saving"] is False
+    # the same seed and steps: the same training, whichever backward computed the gradients
+    assert metrics["best_validation_loss"] == pytest.approx(
+        plain["best_validation_loss"], rel=1e-4
+    )
+
+
+def test_memory_saving_is_refused_where_it_does_nothing(tmp_path, capsys) -> None:
+    argv = ["fit", "--data", "moons", "--model", "glow", "--memory-saving"]
+    assert cli.main([*argv, "--out", str(tmp_path / "a")]) == 2
+    assert "--memory-saving: is a setting of the multi-scale image flows" in _one_error_line(
+        capsys
+    )
+    assert not (tmp_path / "a").exists()
+    with pytest.raises(ValueError, match="memory_saving: expected true or false"):
+        cli.RunConfig(memory_saving="yes")
 
 
 def test_dequantization_of_continuous_data_is_an_error(tmp_path, capsys) -> None:
@@ -629,10 +677,13 @@ def test_device_is_checked_passed_to_fit_and_recorded(tmp_path, capsys, monkeypa
     assert cli.RunConfig.from_json((tmp_path / "c" / "config.json").read_text()).device == "cpu"
 
 
-def test_a_config_of_the_first_format_still_reads(tmp_path, glow_run) -> None:
+def test_a_config_of_an_earlier_format_still_reads(tmp_path, glow_run) -> None:
     out = _copy(glow_run, tmp_path)
     state = json.loads((out / "config.json").read_text())
-    old = {k: v for k, v in state.items() if k not in ("conditional", "device")}
+    second = {k: v for k, v in state.items() if k != "memory_saving"}
+    (out / "config.json").write_text(json.dumps(second | {"format": "pyro_dgm.run_config/2"}))
+    assert cli.RunConfig.from_json((out / "config.json").read_text()).memory_saving is None
+    old = {k: v for k, v in second.items() if k not in ("conditional", "device")}
     (out / "config.json").write_text(json.dumps(old | {"format": "pyro_dgm.run_config/1"}))
     config = cli.RunConfig.from_json((out / "config.json").read_text())
     assert config.conditional is False and config.device == "cpu"

@@ -109,6 +109,14 @@ def _add_fit_parser(commands: argparse._SubParsersAction) -> None:
         help="glow: steps of flow per level (default --num-layers); realnvp: couplings per "
         "stage, two stages per level (default max(1, --num-layers // 2))",
     )
+    _given(
+        image,
+        "--memory-saving",
+        action="store_true",
+        help="memory-saving backpropagation: each level's steps rebuild their inputs in the "
+        "backward pass instead of storing activations (flat memory in depth, about one "
+        "extra forward pass of time)",
+    )
     _given(fit, "--patience", type=int, help=f"early-stopping patience (default {d.patience})")
     _given(fit, "--max-seconds", type=float, help="training time budget of the run")
     _given(

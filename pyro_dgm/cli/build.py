@@ -126,10 +126,20 @@ def _image_steps(model: str, settings: Any) -> int:
 # vector flow on the flattened pixels.
 IMAGE_FLOW_BUILDERS: dict[str, Callable[[tuple[int, ...], Any], flows.Flow]] = {
     "glow": lambda shape, a: image_flows.Glow(
-        shape, a.levels, _image_steps("glow", a), hidden_channels=a.hidden, num_blocks=1
+        shape,
+        a.levels,
+        _image_steps("glow", a),
+        hidden_channels=a.hidden,
+        num_blocks=1,
+        memory_saving=bool(getattr(a, "memory_saving", False)),
     ),
     "realnvp": lambda shape, a: image_flows.RealNVP(
-        shape, a.levels, _image_steps("realnvp", a), hidden_channels=a.hidden, num_blocks=1
+        shape,
+        a.levels,
+        _image_steps("realnvp", a),
+        hidden_channels=a.hidden,
+        num_blocks=1,
+        memory_saving=bool(getattr(a, "memory_saving", False)),
     ),
 }
 
@@ -236,8 +246,9 @@ def resolve_config(
     if kind == "image_flow":
         default("levels", 2)
         default("steps_per_level", _image_steps(config.model, config))
+        default("memory_saving", False)
     else:
-        for name in ("levels", "steps_per_level"):
+        for name in ("levels", "steps_per_level", "memory_saving"):
             unused(
                 name,
                 "is a setting of the multi-scale image flows (--model glow or realnvp on "
@@ -425,6 +436,7 @@ def _architecture(config: RunConfig, data: datasets.Dataset) -> dict[str, Any]:
             "steps_per_level_are": "steps" if config.model == "glow" else "couplings per stage",
             "steps_per_level": config.steps_per_level,
             "hidden_channels": config.hidden,
+            "memory_saving": config.memory_saving,
         }
     if kind == "vae":
         return {

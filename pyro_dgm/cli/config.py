@@ -29,9 +29,13 @@ __all__ = [
     "RunConfig",
 ]
 
-CONFIG_FORMAT = "pyro_dgm.run_config/2"
-#: The settings a config of an earlier format lacks, with the value its runs had.
-_ADDED_SETTINGS = {"pyro_dgm.run_config/1": {"conditional": False, "device": "cpu"}}
+CONFIG_FORMAT = "pyro_dgm.run_config/3"
+#: The settings a config of an earlier format lacks, with the value its runs had
+#: (``memory_saving`` ``None``: resolved to ordinary backpropagation for image flows).
+_ADDED_SETTINGS = {
+    "pyro_dgm.run_config/1": {"conditional": False, "device": "cpu", "memory_saving": None},
+    "pyro_dgm.run_config/2": {"memory_saving": None},
+}
 
 #: The vector flows of ``--model`` (their builders are in :mod:`pyro_dgm.cli.build`).
 FLOW_MODELS = ("glow", "iaf", "maf", "nice", "realnvp", "spline", "zuko-maf", "zuko-nsf")
@@ -82,6 +86,7 @@ _CHECKS: dict[str, Any] = {
     "hidden": _int(1),
     "levels": _optional(_int(1)),
     "steps_per_level": _optional(_int(1)),
+    "memory_saving": _optional(_bool),
     "dequantization": _optional(_string(tuple(sorted(models.DEQUANTIZATIONS)))),
     "num_samples": _optional(_int(1)),
     "prior": _optional(_string(models.PRIORS)),
@@ -117,6 +122,10 @@ class RunConfig:
         levels: Levels of a multi-scale image flow.
         steps_per_level: Steps of flow per level (image Glow) or couplings per stage
             (image RealNVP).
+        memory_saving: Train a multi-scale image flow with memory-saving
+            backpropagation (:class:`~pyro_dgm.transforms.MemorySavingStack`: each
+            level's steps rebuild their inputs from their outputs in the backward pass,
+            so activation memory does not grow with depth).
         dequantization: ``"uniform"`` or ``"variational"`` (flows on discrete data).
         num_samples: :math:`K` of the importance-weighted test bound (latent-variable
             pairs: VAEs, dequantized flows).
@@ -158,6 +167,7 @@ class RunConfig:
     hidden: int = 64
     levels: int | None = None
     steps_per_level: int | None = None
+    memory_saving: bool | None = None
     dequantization: str | None = None
     num_samples: int | None = None
     prior: str | None = None
