@@ -7,6 +7,8 @@ report; continue an interrupted run; evaluate a fitted run with the diagnostics.
     $ pyro-dgm fit --data rings --model maf --epochs 50 --out runs/rings
     $ pyro-dgm fit --resume runs/rings         # after Ctrl-C: continue from the last epoch
     $ pyro-dgm evaluate runs/rings             # diagnostics (k-hat, ELBO surgery, ArviZ)
+    $ pyro-dgm compress runs/pixelcnn x.npy x.pdgm   # a fitted run as a lossless codec
+    $ pyro-dgm decompress runs/pixelcnn x.pdgm x.npy
     $ pyro-dgm fit --data digits --model pixelcnn --conditional   # p(x | label)
     $ torchrun --nproc_per_node=4 -m pyro_dgm.cli fit --data digits --model pixelcnn
 
@@ -14,7 +16,7 @@ The package: :mod:`~pyro_dgm.cli.config` (the run's settings, :class:`RunConfig`
 :mod:`~pyro_dgm.cli.build` (settings and data to a model/guide pair),
 :mod:`~pyro_dgm.cli.devices` (``--device``),
 :mod:`~pyro_dgm.cli.runs` (run folders on disk), :mod:`~pyro_dgm.cli.fit` and
-:mod:`~pyro_dgm.cli.evaluate` (the two commands). Every failure is one
+:mod:`~pyro_dgm.cli.evaluate` and :mod:`~pyro_dgm.cli.compress` (the commands). Every failure is one
 ``pyro-dgm: error: ...`` line on stderr with exit status 2; Ctrl-C exits with 130.
 
 A run's report gives the held-out negative log-likelihood in nats and in bits per
@@ -36,6 +38,7 @@ from typing import NoReturn
 from .. import datasets, models
 from .._version import __version__
 from .build import FLOW_BUILDERS, IMAGE_FLOW_BUILDERS, build_pair, resolve_config
+from .compress import add_compress_parsers
 from .config import DATA_NAMES, MODEL_NAMES, RunConfig
 from .errors import report_error
 from .evaluate import add_evaluate_parser, evaluate_command
@@ -205,12 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
         ('rings', 'maf')
     """
     parser = _Parser(
-        prog="pyro-dgm", description="Deep generative models for Pyro: fit and report."
+        prog="pyro-dgm", description="Deep generative models for Pyro: fit, report, compress."
     )
     parser.add_argument("--version", action="version", version=f"pyro_dgm {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     _add_fit_parser(commands)
     add_evaluate_parser(commands)
+    add_compress_parsers(commands)
     return parser
 
 

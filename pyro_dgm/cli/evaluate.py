@@ -9,7 +9,9 @@ Rebuilds the model/guide pair from ``RUN_DIR/config.json``, loads ``model.pt`` a
 ``checkpoint.pt`` (a run interrupted by Ctrl-C is read at the end of its last
 complete epoch), and writes ``diagnostics.json`` with the importance-weighted
 log-likelihood (nats, bits/dim), the per-point effective sample size and PSIS
-:math:`\hat k`, ELBO surgery and ArviZ's PSIS-LOO, plus ``pareto_k.png``,
+:math:`\hat k`, ELBO surgery, ArviZ's PSIS-LOO and, for discrete data, the bits per dimension that
+compressing the points with the model writes (:func:`~pyro_dgm.cli.compress.code_length`),
+plus ``pareto_k.png``,
 ``elbo_surgery.png`` and ``latent_scatter.png`` (a VAE with labelled data). Every
 file is written atomically. A conditional run is scored given the labels,
 :math:`\log p(x \mid c)`; ELBO surgery and PSIS-LOO, which take unconditional pairs,
@@ -43,6 +45,7 @@ from ..infer import HeavyTailWarning, importance_log_likelihood
 from ..infer.traces import sample_sites
 from ..utils.checks import check_int
 from .build import split_args
+from .compress import code_length
 from .errors import report_error
 from .runs import (
     DIAGNOSTICS_FILE,
@@ -95,6 +98,12 @@ def add_evaluate_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-points", type=int, default=None, help="evaluate the first N points of each split"
+    )
+    parser.add_argument(
+        "--no-compression",
+        action="store_true",
+        help="skip compressing the points (by default a discrete-data run reports the bits/dim "
+        "its codec writes, beside the bits/dim of the likelihood)",
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
@@ -239,6 +248,8 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
             str(w.message) for w in caught if issubclass(w.category, HeavyTailWarning)
         ]
     report["seconds"]["log_likelihood"] = time.perf_counter() - start
+    if not getattr(args, "no_compression", False):  # the code length a real file has, beside the bits/dim
+        report["compression"] = code_length(pair, inputs, data.num_levels)
     latent = None
     unconditional_only = "not available: it takes an unconditional pair; this run is conditional"
     if site is not None and not exact and config.conditional:
@@ -325,6 +336,12 @@ def evaluate_command(args: argparse.Namespace) -> int:
     line = f"log p(x) = {ll['nats']:.4f} ± {ll['stderr']:.4f} nats ({ll['bound']})"
     if ll["bits_per_dim"] is not None:
         line += f", {ll['bits_per_dim']:.4f} bits/dim"
+    written = report.get("compression")
+    if isinstance(written, dict):
+        line += (
+            f"; compressed: {written['bits_per_dim_written']:.4f} bits/dim written "
+            f"(round trip {'exact' if written['round_trip'] else 'FAILED'})"
+        )
     if "pareto_k" in report:
         k = report["pareto_k"]
         line += f"; k-hat > 0.7 at {len(k['heavy_tailed'])} of {k['num_points']} points"
