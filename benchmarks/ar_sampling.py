@@ -43,6 +43,7 @@ import zuko
 
 import pyro_dgm
 from pyro_dgm import flows, infer, models
+from pyro_dgm.cli.defaults import training_defaults
 from pyro_dgm.datasets import digits
 from pyro_dgm.datasets.sequences import digit_sequences, waveforms
 from pyro_dgm.distributions.autoregressive import PixelCNN, WaveNet
@@ -227,6 +228,11 @@ def train(args: argparse.Namespace) -> None:
         )
 
 
+# the training settings of pyro-dgm fit (pyro_dgm/cli/defaults.py): the tool and this
+# benchmark train alike
+AR_DEFAULTS = training_defaults("autoregressive")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=1)
@@ -236,9 +242,9 @@ def main() -> None:
     parser.add_argument("--train", action="store_true", help="also part 2 (training)")
     parser.add_argument("--budget", type=float, default=300.0, help="seconds per model")
     parser.add_argument("--epochs", type=int, default=500)
-    parser.add_argument("--patience", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--patience", type=int, default=AR_DEFAULTS.patience)
+    parser.add_argument("--batch-size", type=int, default=AR_DEFAULTS.batch_size)
+    parser.add_argument("--lr", type=float, default=AR_DEFAULTS.lr)
     parser.add_argument("--hidden", type=int, default=32)
     parser.add_argument("--layers", type=int, default=5)
     args = parser.parse_args()

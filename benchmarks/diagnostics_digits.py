@@ -42,6 +42,7 @@ import zuko
 
 import pyro_dgm
 from pyro_dgm import datasets, diagnostics, infer
+from pyro_dgm.cli.defaults import training_defaults
 from pyro_dgm.infer.metrics import HeavyTailWarning
 from pyro_dgm.models.vae import VAE
 
@@ -125,6 +126,11 @@ def run_variant(
     }
 
 
+# the training settings of pyro-dgm fit (pyro_dgm/cli/defaults.py): the tool and this
+# benchmark train alike
+VAE_DEFAULTS = training_defaults("vae")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=120.0, help="training seconds per run")
@@ -144,8 +150,8 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=32)
     parser.add_argument("--context-dim", type=int, default=128)
     parser.add_argument("--flow-layers", type=int, default=4, help="prior layers, posterior steps")
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=VAE_DEFAULTS.batch_size)
+    parser.add_argument("--lr", type=float, default=VAE_DEFAULTS.lr)
     parser.add_argument("--smoke", action="store_true", help="tiny budget and K (a check)")
     args = parser.parse_args()
     if args.smoke:

@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 import pyro_dgm
 from pyro_dgm import datasets, infer
+from pyro_dgm.cli.defaults import training_defaults
 from pyro_dgm.flows import MultiScaleFlow, MultiScaleGlow, MultiScaleRealNVP
 from pyro_dgm.models import UniformDequantization, VariationalDequantization
 from pyro_dgm.transforms import LogitTransform
@@ -377,6 +378,11 @@ def figure(pairs: dict[str, nn.Module], path: Path) -> None:
     print(f"samples figure: {path}")
 
 
+# the training settings of pyro-dgm fit (pyro_dgm/cli/defaults.py): the tool and this
+# benchmark train alike
+IMAGE, VECTOR = training_defaults("image_flow"), training_defaults("flow")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=120.0, help="training seconds each")
@@ -384,16 +390,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num-samples", type=int, default=200, help="K of the IWAE bound")
     parser.add_argument("--alpha", type=float, default=0.05, help="logit margin")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--patience", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=IMAGE.batch_size)
+    parser.add_argument("--patience", type=int, default=IMAGE.patience)
     parser.add_argument("--levels", type=int, default=2, help="levels of the image flows")
     parser.add_argument("--glow-steps", type=int, default=4, help="Glow steps per level")
     parser.add_argument("--realnvp-steps", type=int, default=3, help="RealNVP couplings/stage")
     parser.add_argument("--hidden-channels", type=int, default=64)
     parser.add_argument("--hidden", type=int, default=128, help="zuko hidden units")
     parser.add_argument("--zuko-transforms", type=int, default=5)
-    parser.add_argument("--lr-image", type=float, default=1e-3, help="image flows' lr")
-    parser.add_argument("--lr-vector", type=float, default=2e-3, help="zuko flows' lr")
+    parser.add_argument("--lr-image", type=float, default=IMAGE.lr, help="image flows' lr")
+    parser.add_argument("--lr-vector", type=float, default=VECTOR.lr, help="zuko flows' lr")
     parser.add_argument(
         "--only",
         default=None,

@@ -677,6 +677,60 @@ def test_device_is_checked_passed_to_fit_and_recorded(tmp_path, capsys, monkeypa
     assert cli.RunConfig.from_json((tmp_path / "c" / "config.json").read_text()).device == "cpu"
 
 
+# -- training defaults and regularisation --------------------------------------------------
+def test_each_kind_of_model_gets_its_training_defaults_from_one_table() -> None:
+    from pyro_dgm.cli.defaults import TRAINING_DEFAULTS
+
+    digits, moons = cli.datasets.load("digits"), cli.datasets.load("moons")
+    for model, name, data, kind in [
+        ("maf", "moons", moons, "flow"),
+        ("glow", "digits", digits, "image_flow"),
+        ("vae", "digits", digits, "vae"),
+        ("pixelcnn", "digits", digits, "autoregressive"),
+    ]:
+        resolved = cli.resolve_config(cli.RunConfig(model=model, data=name), data)
+        expected = TRAINING_DEFAULTS[kind]
+        assert (resolved.lr, resolved.batch_size, resolved.patience) == (
+            expected.lr,
+            expected.batch_size,
+            expected.patience,
+        ), model
+    assert TRAINING_DEFAULTS["vae"].lr == TRAINING_DEFAULTS["image_flow"].lr == 1e-3
+    given = cli.RunConfig(model="vae", data="digits", lr=5e-4, batch_size=32, patience=3)
+    resolved = cli.resolve_config(given, digits)
+    assert (resolved.lr, resolved.batch_size, resolved.patience) == (5e-4, 32, 3)
+
+
+def test_weight_decay_and_ema_reach_fit_and_the_record(tmp_path, monkeypatch, capsys) -> None:
+    infer_module, calls = importlib.import_module("pyro_dgm.infer"), []
+    original = infer_module.fit
+
+    def fit(*args, **kwargs):
+        calls.append((kwargs["weight_decay"], kwargs["ema"]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(infer_module, "fit", fit)
+    assert _fit(tmp_path / "a", "--weight-decay", "0.01", "--ema", "0.9") == 0
+    assert _fit(tmp_path / "b") == 0
+    assert calls == [(0.01, 0.9), (0.0, None)]
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert metrics["config"]["weight_decay"] == 0.01 and metrics["config"]["ema"] == 0.9
+    assert metrics["stop_reason"] == "epochs"  # one epoch of one: the epochs ended it
+    assert _fit(tmp_path / "c", "--ema", "1") == 2
+    assert "ema: expected a decay in [0, 1), got 1.0" in _one_error_line(capsys)
+    assert _fit(tmp_path / "d", "--weight-decay", "-1") == 2
+    assert "weight_decay" in _one_error_line(capsys)
+    assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
+
+
+def test_the_record_says_when_the_time_budget_ended_the_run(tmp_path) -> None:
+    argv = ["--epochs", "100000", "--patience", "100000", "--max-seconds", "0.5"]
+    assert _fit(tmp_path / "a", *argv) == 0
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert metrics["stop_reason"] == "max_seconds"
+    assert metrics["epochs_run"] < 100000
+
+
 def test_a_config_of_an_earlier_format_still_reads(tmp_path, glow_run) -> None:
     out = _copy(glow_run, tmp_path)
     state = json.loads((out / "config.json").read_text())

@@ -40,6 +40,7 @@ from .._version import __version__
 from .build import FLOW_BUILDERS, IMAGE_FLOW_BUILDERS, build_pair, resolve_config
 from .compress import add_compress_parsers
 from .config import DATA_NAMES, MODEL_NAMES, RunConfig
+from .defaults import TRAINING_DEFAULTS
 from .errors import report_error
 from .evaluate import add_evaluate_parser, evaluate_command
 from .fit import RunInterrupted, run_fit
@@ -65,6 +66,15 @@ NUM_LAYERS_HELP = (
     "default of --prior-layers and --posterior-steps; pixelcnn: gated blocks; wavenet: "
     "dilated layers"
 )
+
+
+def _per_kind(setting: str) -> str:
+    """The defaults of a training setting per kind of model, for the help."""
+    kinds = {"flow": "vector flows", "image_flow": "image flows", "vae": "VAEs"}
+    kinds["autoregressive"] = "pixelcnn, wavenet"
+    return ", ".join(
+        f"{getattr(TRAINING_DEFAULTS[kind], setting):g} for {name}" for kind, name in kinds.items()
+    )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -99,8 +109,10 @@ def _add_fit_parser(commands: argparse._SubParsersAction) -> None:
         f"images, wavenet for sequences); default {d.model}",
     )
     _given(fit, "--epochs", type=int, help=f"maximum epochs of the run (default {d.epochs})")
-    _given(fit, "--batch-size", type=int, help=f"default {d.batch_size}")
-    _given(fit, "--lr", type=float, help=f"Adam's learning rate (default {d.lr})")
+    _given(
+        fit, "--batch-size", type=int, help=f"default per kind of model: {_per_kind('batch_size')}"
+    )
+    _given(fit, "--lr", type=float, help=f"Adam's learning rate (default {_per_kind('lr')})")
     _given(fit, "--num-layers", type=int, help=NUM_LAYERS_HELP)
     _given(fit, "--hidden", type=int, help=f"units per layer, channels for images ({d.hidden})")
     image = fit.add_argument_group("multi-scale image flows (glow, realnvp on image data)")
@@ -120,8 +132,22 @@ def _add_fit_parser(commands: argparse._SubParsersAction) -> None:
         "backward pass instead of storing activations (flat memory in depth, about one "
         "extra forward pass of time)",
     )
-    _given(fit, "--patience", type=int, help=f"early-stopping patience (default {d.patience})")
+    _given(fit, "--patience", type=int, help=f"early-stopping patience ({_per_kind('patience')})")
     _given(fit, "--max-seconds", type=float, help="training time budget of the run")
+    _given(
+        fit,
+        "--weight-decay",
+        type=float,
+        help="decoupled weight decay (AdamW) of every parameter (default 0: Adam)",
+    )
+    _given(
+        fit,
+        "--ema",
+        type=float,
+        metavar="DECAY",
+        help="evaluate and save an exponential moving average of the parameters with this "
+        "decay, e.g. 0.999 (Polyak averaging; default off)",
+    )
     _given(
         fit,
         "--dequantization",

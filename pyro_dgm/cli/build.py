@@ -36,6 +36,7 @@ import torch
 from .. import datasets, flows, image_flows, models
 from ..utils.zuko_import import import_zuko
 from .config import RunConfig
+from .defaults import training_defaults
 
 __all__ = [
     "CONDITIONAL_FLOWS",
@@ -213,6 +214,11 @@ def resolve_config(
         if not drop_unused:
             raise ValueError(f"--{name.replace('_', '-')}: {reason}")
         changes[name] = None
+
+    training = training_defaults(kind)
+    default("lr", training.lr)
+    default("batch_size", training.batch_size)
+    default("patience", training.patience)
 
     if kind in ("flow", "image_flow"):
         if discrete:

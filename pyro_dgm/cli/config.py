@@ -32,9 +32,10 @@ __all__ = [
 CONFIG_FORMAT = "pyro_dgm.run_config/3"
 #: The settings a config of an earlier format lacks, with the value its runs had
 #: (``memory_saving`` ``None``: resolved to ordinary backpropagation for image flows).
+_ADDED_IN_3 = {"memory_saving": None, "weight_decay": 0.0, "ema": None}
 _ADDED_SETTINGS = {
-    "pyro_dgm.run_config/1": {"conditional": False, "device": "cpu", "memory_saving": None},
-    "pyro_dgm.run_config/2": {"memory_saving": None},
+    "pyro_dgm.run_config/1": {"conditional": False, "device": "cpu", **_ADDED_IN_3},
+    "pyro_dgm.run_config/2": _ADDED_IN_3,
 }
 
 #: The vector flows of ``--model`` (their builders are in :mod:`pyro_dgm.cli.build`).
@@ -67,6 +68,13 @@ def _positive_number(value: object, name: str) -> float:
     return check_number(value, name, positive=True)
 
 
+def _decay(value: object, name: str) -> float:
+    decay = check_number(value, name, minimum=0.0)
+    if decay >= 1.0:
+        raise ValueError(f"{name}: expected a decay in [0, 1), got {value!r}")
+    return decay
+
+
 def _bool(value: object, name: str) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{name}: expected true or false, got {value!r}")
@@ -77,9 +85,11 @@ _CHECKS: dict[str, Any] = {
     "data": _string(DATA_NAMES),
     "model": _string(MODEL_NAMES),
     "epochs": _int(0),
-    "batch_size": _int(1),
-    "lr": _positive_number,
-    "patience": _int(1),
+    "batch_size": _optional(_int(1)),
+    "lr": _optional(_positive_number),
+    "patience": _optional(_int(1)),
+    "weight_decay": lambda value, name: check_number(value, name, minimum=0.0),
+    "ema": _optional(_decay),
     "max_seconds": _optional(_positive_number),
     "seed": _int(0),
     "num_layers": _int(1),
@@ -111,9 +121,15 @@ class RunConfig:
         data: The embedded data set.
         model: A vector flow, ``"vae"``, or an autoregressive model of integer data.
         epochs: The maximum number of epochs of the whole run (resumes included).
-        batch_size: Minibatch size.
-        lr: Adam's learning rate.
-        patience: Epochs without validation improvement before early stopping.
+        batch_size: Minibatch size (``None``: the model kind's, see
+            :mod:`~pyro_dgm.cli.defaults`).
+        lr: Adam's learning rate (``None``: the model kind's).
+        patience: Epochs without validation improvement before early stopping
+            (``None``: the model kind's).
+        weight_decay: Decoupled weight decay (AdamW; 0: plain Adam).
+        ema: The decay of an exponential moving average of the parameters, which is
+            evaluated and saved instead of the last iterate (Polyak averaging;
+            ``None``: off).
         max_seconds: A training-time budget for the whole run, or ``None``.
         seed: Seeds Pyro and torch before the model is built.
         num_layers: The depth; what it counts depends on the model (see the help of
@@ -158,9 +174,11 @@ class RunConfig:
     data: str = "moons"
     model: str = "spline"
     epochs: int = 200
-    batch_size: int = 256
-    lr: float = 2e-3
-    patience: int = 15
+    batch_size: int | None = None
+    lr: float | None = None
+    patience: int | None = None
+    weight_decay: float = 0.0
+    ema: float | None = None
     max_seconds: float | None = None
     seed: int = 0
     num_layers: int = 4

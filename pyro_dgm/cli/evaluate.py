@@ -248,7 +248,7 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
             str(w.message) for w in caught if issubclass(w.category, HeavyTailWarning)
         ]
     report["seconds"]["log_likelihood"] = time.perf_counter() - start
-    if not getattr(args, "no_compression", False):  # the code length a real file has, beside the bits/dim
+    if not getattr(args, "no_compression", False):  # the size a real file has, beside bits/dim
         report["compression"] = code_length(pair, inputs, data.num_levels)
     latent = None
     unconditional_only = "not available: it takes an unconditional pair; this run is conditional"

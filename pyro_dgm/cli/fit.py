@@ -161,6 +161,8 @@ def train(
         batch_size=config.batch_size,
         lr=config.lr,
         patience=config.patience,
+        weight_decay=config.weight_decay,
+        ema=config.ema,
         max_seconds=config.max_seconds,
         checkpoint=checkpoint,
         progress=progress,
@@ -365,6 +367,8 @@ def report(
         "validation_loss_is": validation_is + given,
         "training_loss_is": _training_objective(history),
         "stopped_early": history.stopped_early,
+        # "early_stopping", "max_seconds" (the time budget ended the run) or "epochs"
+        "stop_reason": history.stop_reason,
         "resumed_from_epoch": resumed_from_epoch,
         "train_seconds": train_seconds,
         "device": config.device,

@@ -1,0 +1,59 @@
+"""The training settings each kind of model gets unless told otherwise: one table, read by
+``pyro-dgm fit`` (:func:`~pyro_dgm.cli.build.resolve_config`) and by the benchmarks, so
+that a run of the tool and a benchmark row train alike.
+
+The values are the settings the benchmarks train with (``benchmarks/image_flows.py``,
+``benchmarks/vae.py``, ``benchmarks/dequantization.py`` read them from here): Adam at
+``1e-3`` with small batches for VAEs and multi-scale image flows, ``2e-3`` for vector
+flows and the autoregressive models, and a patience of 20 epochs for all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["TRAINING_DEFAULTS", "TrainingDefaults", "training_defaults"]
+
+
+@dataclass(frozen=True)
+class TrainingDefaults:
+    """The optimizer and early-stopping settings of one kind of model.
+
+    Attributes:
+        lr: Adam's learning rate.
+        batch_size: Minibatch size.
+        patience: Epochs without validation improvement before early stopping.
+
+    Example:
+        >>> TrainingDefaults(lr=1e-3, batch_size=64, patience=20).lr
+        0.001
+    """
+
+    lr: float
+    batch_size: int
+    patience: int
+
+
+#: The defaults of each kind of :func:`~pyro_dgm.cli.build.model_kind`.
+TRAINING_DEFAULTS: dict[str, TrainingDefaults] = {
+    "flow": TrainingDefaults(lr=2e-3, batch_size=256, patience=20),
+    "image_flow": TrainingDefaults(lr=1e-3, batch_size=64, patience=20),
+    "vae": TrainingDefaults(lr=1e-3, batch_size=128, patience=20),
+    "autoregressive": TrainingDefaults(lr=2e-3, batch_size=256, patience=20),
+}
+
+
+def training_defaults(kind: str) -> TrainingDefaults:
+    """The defaults of a kind of model (``"flow"``, ``"image_flow"``, ``"vae"``,
+    ``"autoregressive"``).
+
+    Raises:
+        ValueError: For another kind.
+
+    Example:
+        >>> training_defaults("vae").lr, training_defaults("flow").lr
+        (0.001, 0.002)
+    """
+    if kind not in TRAINING_DEFAULTS:
+        raise ValueError(f"kind: expected one of {sorted(TRAINING_DEFAULTS)}, got {kind!r}")
+    return TRAINING_DEFAULTS[kind]
