@@ -123,6 +123,21 @@ def test_memory_saving_trains_the_image_flow_through_the_rebuilding_backward(
     )
 
 
+def test_dropout_reaches_the_image_flow_and_is_refused_with_memory_saving(capsys) -> None:
+    digits = cli.datasets.load("digits")
+    config = cli.RunConfig(model="realnvp", data="digits", hidden=4, num_layers=2, dropout=0.3)
+    resolved = cli.resolve_config(config, digits)
+    _, pair = cli.build_pair(resolved, digits)
+    rates = {m.dropout for m in pair.modules() if isinstance(getattr(m, "dropout", None), float)}
+    assert rates == {0.3}
+    plain = cli.resolve_config(cli.RunConfig(model="glow", data="digits"), digits)
+    assert plain.dropout == 0.0
+    with pytest.raises(ValueError, match="--dropout: expected 0 with --memory-saving"):
+        cli.resolve_config(config.replace(memory_saving=True), digits)
+    with pytest.raises(ValueError, match="--dropout: is a setting of the multi-scale"):
+        cli.resolve_config(cli.RunConfig(model="maf", dropout=0.1), cli.datasets.load("moons"))
+
+
 def test_memory_saving_is_refused_where_it_does_nothing(tmp_path, capsys) -> None:
     argv = ["fit", "--data", "moons", "--model", "glow", "--memory-saving"]
     assert cli.main([*argv, "--out", str(tmp_path / "a")]) == 2

@@ -367,3 +367,28 @@ def test_flow_model_elbo_is_the_exact_negative_log_likelihood() -> None:
     x = torch.randn(5, 1, 4, 4, dtype=torch.float64)
     loss = pyro.infer.Trace_ELBO().loss(pair.model, pair.guide, x)
     assert loss == pytest.approx(-flow().log_prob(x).sum().item(), rel=1e-10)
+
+
+@pytest.mark.parametrize("flow_class", [RealNVP, Glow])
+def test_dropout_in_the_coupling_networks_is_off_where_the_density_is_evaluated(
+    flow_class,
+) -> None:
+    torch.manual_seed(0)
+    flow = flow_class((1, 8, 8), num_levels=2, num_steps=1, hidden_channels=8, dropout=0.5)
+    blocks = [m for m in flow.modules() if hasattr(m, "dropout") and isinstance(m.dropout, float)]
+    assert blocks and all(m.dropout == 0.5 for m in blocks)
+    with torch.no_grad():  # let the zero-initialised last layers produce something
+        for p in flow.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x = torch.randn(4, 1, 8, 8)
+    flow.train()
+    assert not torch.equal(flow().log_prob(x), flow().log_prob(x))  # masks are drawn
+    flow.eval()
+    assert torch.equal(flow().log_prob(x), flow().log_prob(x))
+    # in eval() mode the flow is exactly invertible
+    z = flow.transform(x)
+    assert torch.allclose(flow.transform.inv(z), x, atol=1e-4)
+    with pytest.raises(ValueError, match="dropout: expected 0 with memory_saving=True"):
+        flow_class((1, 8, 8), num_levels=2, num_steps=1, dropout=0.1, memory_saving=True)
+    with pytest.raises(ValueError, match="dropout"):
+        flow_class((1, 8, 8), num_levels=2, num_steps=1, dropout=1.5)

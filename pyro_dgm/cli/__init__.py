@@ -132,6 +132,13 @@ def _add_fit_parser(commands: argparse._SubParsersAction) -> None:
         "backward pass instead of storing activations (flat memory in depth, about one "
         "extra forward pass of time)",
     )
+    _given(
+        image,
+        "--dropout",
+        type=float,
+        help="dropout probability in the coupling networks' residual blocks, during training "
+        "(default 0)",
+    )
     _given(fit, "--patience", type=int, help=f"early-stopping patience ({_per_kind('patience')})")
     _given(fit, "--max-seconds", type=float, help="training time budget of the run")
     _given(

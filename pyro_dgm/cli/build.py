@@ -133,6 +133,7 @@ IMAGE_FLOW_BUILDERS: dict[str, Callable[[tuple[int, ...], Any], flows.Flow]] = {
         hidden_channels=a.hidden,
         num_blocks=1,
         memory_saving=bool(getattr(a, "memory_saving", False)),
+        dropout=getattr(a, "dropout", None) or 0.0,
     ),
     "realnvp": lambda shape, a: image_flows.RealNVP(
         shape,
@@ -141,6 +142,7 @@ IMAGE_FLOW_BUILDERS: dict[str, Callable[[tuple[int, ...], Any], flows.Flow]] = {
         hidden_channels=a.hidden,
         num_blocks=1,
         memory_saving=bool(getattr(a, "memory_saving", False)),
+        dropout=getattr(a, "dropout", None) or 0.0,
     ),
 }
 
@@ -253,8 +255,13 @@ def resolve_config(
         default("levels", 2)
         default("steps_per_level", _image_steps(config.model, config))
         default("memory_saving", False)
+        if default("dropout", 0.0) and changes["memory_saving"]:
+            raise ValueError(
+                "--dropout: expected 0 with --memory-saving (its backward pass recomputes each "
+                f"step and would draw other dropout masks), got {changes['dropout']}"
+            )
     else:
-        for name in ("levels", "steps_per_level", "memory_saving"):
+        for name in ("levels", "steps_per_level", "memory_saving", "dropout"):
             unused(
                 name,
                 "is a setting of the multi-scale image flows (--model glow or realnvp on "
@@ -443,6 +450,7 @@ def _architecture(config: RunConfig, data: datasets.Dataset) -> dict[str, Any]:
             "steps_per_level": config.steps_per_level,
             "hidden_channels": config.hidden,
             "memory_saving": config.memory_saving,
+            "dropout": config.dropout,
         }
     if kind == "vae":
         return {

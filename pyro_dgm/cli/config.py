@@ -32,7 +32,7 @@ __all__ = [
 CONFIG_FORMAT = "pyro_dgm.run_config/3"
 #: The settings a config of an earlier format lacks, with the value its runs had
 #: (``memory_saving`` ``None``: resolved to ordinary backpropagation for image flows).
-_ADDED_IN_3 = {"memory_saving": None, "weight_decay": 0.0, "ema": None}
+_ADDED_IN_3 = {"memory_saving": None, "dropout": None, "weight_decay": 0.0, "ema": None}
 _ADDED_SETTINGS = {
     "pyro_dgm.run_config/1": {"conditional": False, "device": "cpu", **_ADDED_IN_3},
     "pyro_dgm.run_config/2": _ADDED_IN_3,
@@ -97,6 +97,9 @@ _CHECKS: dict[str, Any] = {
     "levels": _optional(_int(1)),
     "steps_per_level": _optional(_int(1)),
     "memory_saving": _optional(_bool),
+    "dropout": _optional(
+        lambda value, name: check_number(value, name, minimum=0.0, maximum=0.999)
+    ),
     "dequantization": _optional(_string(tuple(sorted(models.DEQUANTIZATIONS)))),
     "num_samples": _optional(_int(1)),
     "prior": _optional(_string(models.PRIORS)),
@@ -142,6 +145,8 @@ class RunConfig:
             backpropagation (:class:`~pyro_dgm.transforms.MemorySavingStack`: each
             level's steps rebuild their inputs from their outputs in the backward pass,
             so activation memory does not grow with depth).
+        dropout: Dropout probability in a multi-scale image flow's coupling networks
+            (training only).
         dequantization: ``"uniform"`` or ``"variational"`` (flows on discrete data).
         num_samples: :math:`K` of the importance-weighted test bound (latent-variable
             pairs: VAEs, dequantized flows).
@@ -186,6 +191,7 @@ class RunConfig:
     levels: int | None = None
     steps_per_level: int | None = None
     memory_saving: bool | None = None
+    dropout: float | None = None
     dequantization: str | None = None
     num_samples: int | None = None
     prior: str | None = None

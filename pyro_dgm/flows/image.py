@@ -124,8 +124,16 @@ def _preset_shape(
     return shape
 
 
+def _check_dropout(dropout: float, memory_saving: bool) -> None:
+    if dropout and memory_saving:
+        raise ValueError(
+            f"dropout: expected 0 with memory_saving=True, got {dropout!r} (the memory-saving "
+            "backward pass recomputes each step and would draw other dropout masks)"
+        )
+
+
 def _coupling(
-    kind: str, shape: tuple[int, int, int], mask: str, flip: bool, **net: int
+    kind: str, shape: tuple[int, int, int], mask: str, flip: bool, **net: float
 ) -> Transform:
     if kind == "affine":
         return conv_affine_coupling(shape, mask, flip=flip, **net)
@@ -161,6 +169,10 @@ class MultiScaleRealNVP(MultiScaleFlow):
             rebuild their activations in the backward pass (activation memory flat
             in ``num_steps``; see :class:`~pyro_dgm.transforms.MemorySavingStack`).
             The same parameters and the same density either way.
+        dropout: Dropout probability inside the coupling networks' residual blocks
+            (``train()`` mode only: the density is evaluated in ``eval()`` mode, where
+            the flow is exactly invertible; refused with ``memory_saving``, whose
+            backward pass would draw other masks).
 
     Example:
         >>> flow = MultiScaleRealNVP((1, 8, 8), num_levels=2, num_steps=1, hidden_channels=8)
@@ -180,9 +192,11 @@ class MultiScaleRealNVP(MultiScaleFlow):
         actnorm: bool = True,
         learned_prior: bool = False,
         memory_saving: bool = False,
+        dropout: float = 0.0,
     ) -> None:
         shape = _preset_shape(event_shape, num_levels, num_steps, coupling, num_levels - 1)
-        net = {"hidden_channels": hidden_channels, "num_blocks": num_blocks}
+        _check_dropout(dropout, memory_saving)
+        net = {"hidden_channels": hidden_channels, "num_blocks": num_blocks, "dropout": dropout}
 
         def stage(s: tuple[int, int, int], mask: str, count: int) -> list[Transform]:
             parts: list[Transform] = []
@@ -248,6 +262,10 @@ class MultiScaleGlow(MultiScaleFlow):
             rebuild their activations in the backward pass (activation memory flat
             in ``num_steps``; see :class:`~pyro_dgm.transforms.MemorySavingStack`).
             The same parameters and the same density either way.
+        dropout: Dropout probability inside the coupling networks' residual blocks
+            (``train()`` mode only: the density is evaluated in ``eval()`` mode, where
+            the flow is exactly invertible; refused with ``memory_saving``, whose
+            backward pass would draw other masks).
 
     Example:
         >>> MultiScaleGlow((1, 8, 8), num_levels=3, num_steps=1, hidden_channels=8).latent_shapes
@@ -266,9 +284,11 @@ class MultiScaleGlow(MultiScaleFlow):
         coupling: str = "affine",
         learned_prior: bool = True,
         memory_saving: bool = False,
+        dropout: float = 0.0,
     ) -> None:
         shape = _preset_shape(event_shape, num_levels, num_steps, coupling, num_levels)
-        net = {"hidden_channels": hidden_channels, "num_blocks": num_blocks}
+        _check_dropout(dropout, memory_saving)
+        net = {"hidden_channels": hidden_channels, "num_blocks": num_blocks, "dropout": dropout}
         levels = []
         for index in range(num_levels):
             c, h, w = shape

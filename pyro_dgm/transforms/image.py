@@ -220,6 +220,7 @@ def conv_affine_coupling(
     hidden_channels: int = 64,
     num_blocks: int = 2,
     scale_bound: float = 2.0,
+    dropout: float = 0.0,
 ) -> MaskedAffineCoupling:
     r"""A RealNVP affine coupling on images: :class:`MaskedAffineCoupling` with a
     checkerboard or channel mask and a :class:`~pyro_dgm.nn.CouplingConvNet`
@@ -232,6 +233,8 @@ def conv_affine_coupling(
         hidden_channels: Width of the residual network.
         num_blocks: Number of residual blocks.
         scale_bound: The smooth bound of the log-scale (see :class:`MaskedAffineCoupling`).
+        dropout: Dropout probability inside the residual blocks (``train()`` mode only;
+            the coupling stays exactly invertible in ``eval()`` mode).
 
     Example:
         >>> t = conv_affine_coupling((2, 4, 4), "channel", hidden_channels=8)
@@ -240,7 +243,7 @@ def conv_affine_coupling(
         True
     """
     m = image_mask(mask, event_shape, flip) if isinstance(mask, str) else mask
-    net = CouplingConvNet(torch.as_tensor(m).bool(), 2, hidden_channels, num_blocks)
+    net = CouplingConvNet(torch.as_tensor(m).bool(), 2, hidden_channels, num_blocks, dropout)
     return MaskedAffineCoupling(m, net, scale_bound=scale_bound)
 
 
@@ -251,6 +254,7 @@ def conv_additive_coupling(
     flip: bool = False,
     hidden_channels: int = 64,
     num_blocks: int = 2,
+    dropout: float = 0.0,
 ) -> AdditiveCoupling:
     r"""A NICE additive (volume-preserving) coupling on images, with a checkerboard
     or channel mask and a :class:`~pyro_dgm.nn.CouplingConvNet` shift network that
@@ -262,7 +266,7 @@ def conv_additive_coupling(
         tensor([0., 0.])
     """
     m = image_mask(mask, event_shape, flip) if isinstance(mask, str) else mask
-    net = CouplingConvNet(torch.as_tensor(m).bool(), 1, hidden_channels, num_blocks)
+    net = CouplingConvNet(torch.as_tensor(m).bool(), 1, hidden_channels, num_blocks, dropout)
     return AdditiveCoupling(m, net)
 
 
