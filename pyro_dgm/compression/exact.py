@@ -153,9 +153,9 @@ class SequentialCodec(Codec):
 
     Example:
         >>> from pyro_dgm.distributions import PixelCNN
-        >>> pixelcnn = PixelCNN((1, 3, 3), num_levels=4, hidden_channels=4, num_layers=1)
-        >>> x = torch.randint(0, 4, (5, 1, 3, 3))
-        >>> codec = SequentialCodec(pixelcnn, block_size=2)  # blocks of 2, 2 and 1
+        >>> pixelcnn = PixelCNN((1, 2, 2), num_levels=4, hidden_channels=4, num_layers=1)
+        >>> x = torch.randint(0, 4, (3, 1, 2, 2))
+        >>> codec = SequentialCodec(pixelcnn, block_size=2)  # blocks of 2 and 1
         >>> words, fields = codec.encode_words(x)
         >>> fields
         {'block_size': 2}
