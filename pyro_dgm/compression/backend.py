@@ -19,7 +19,12 @@ INSTALL_HINT = "pip install pyro-dgm[compress]"
 
 
 def require_constriction() -> ModuleType:
-    """The ``constriction`` module, or an ``ImportError`` that says how to install it."""
+    """The ``constriction`` module, or an ``ImportError`` that says how to install it.
+
+    Example:
+        >>> require_constriction().__name__  # installed with pyro-dgm[compress]
+        'constriction'
+    """
     try:
         import constriction
     except ImportError as error:  # also when sys.modules["constriction"] is None

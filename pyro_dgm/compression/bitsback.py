@@ -87,6 +87,20 @@ class BitsBackCodec(Codec):
 
     Raises:
         ValueError: An unsupported prior, posterior or likelihood.
+
+    Example:
+        >>> from pyro_dgm.models import VAE
+        >>> vae = VAE.for_vectors(6, 2, hidden_dims=(8,), likelihood="discretized_logistic",
+        ...                       num_levels=17)
+        >>> codec = BitsBackCodec(vae, latent_bits=10)
+        >>> codec.num_levels, codec.initial_words  # 2 latents at 24 bits, plus 2 words
+        (17, 4)
+        >>> x = vae.sample(3).long()
+        >>> words, fields = codec.encode_words(x)
+        >>> fields
+        {'latent_bits': 10, 'initial_words': 4}
+        >>> torch.equal(codec.decode_words(words, tuple(x.shape), **fields), x)
+        True
     """
 
     kind = "bits-back"

@@ -37,9 +37,25 @@ __all__ = ["LevelConditionals", "factorized_log_probs"]
 class LevelConditionals(Protocol):
     r"""The protocol of a sequential model that can be coded exactly.
 
+    .. math:: -\log_2 P(y) = \sum_{d=1}^{D} -\log_2 P(y_d \mid y_{<d})
+
     Attributes:
         num_levels: :math:`L`; the values are :math:`\{0, \dots, L-1\}`.
         event_shape: The shape of one data point.
+
+    Example:
+        >>> from pyro_dgm.compression import code_lengths
+        >>> class Uniform:  # three independent coordinates, each uniform over 4 levels
+        ...     num_levels, event_shape = 4, torch.Size([3])
+        ...     def generate(self, n, context, choose):
+        ...         return torch.stack(
+        ...             [torch.as_tensor(choose(torch.zeros(n, 4), (d,))) for d in range(3)], -1)
+        ...     def level_log_probs(self, params):
+        ...         return params.log_softmax(-1)
+        >>> isinstance(Uniform(), LevelConditionals)
+        True
+        >>> code_lengths(Uniform(), torch.tensor([[0, 1, 3]]))  # 2 bits per coordinate
+        tensor([6.], dtype=torch.float64)
     """
 
     num_levels: int
@@ -78,6 +94,14 @@ def factorized_log_probs(d: Distribution) -> tuple[Tensor, int]:
     Raises:
         ValueError: ``d`` is continuous, not factorized, or its support is not
             :math:`\{0, \dots, L-1\}`.
+
+    Example:
+        >>> import pyro.distributions as dist
+        >>> d = dist.Bernoulli(probs=torch.tensor([0.25, 0.5])).to_event(1)
+        >>> log_probs, num_levels = factorized_log_probs(d)
+        >>> log_probs.exp(), num_levels
+        (tensor([[0.7500, 0.2500],
+                [0.5000, 0.5000]]), 2)
     """
     base = d
     while isinstance(base, Independent):

@@ -78,6 +78,16 @@ class Header:
         payload_words: 32-bit words of the payload.
         precision: Bits of the quantized probabilities.
         version: The format version.
+
+    Example:
+        >>> import pyro.distributions as dist
+        >>> from pyro_dgm.compression import encode
+        >>> d = dist.Categorical(logits=torch.zeros(4)).expand([3]).to_event(1)
+        >>> header = read_header(encode(d, torch.tensor([[0, 1, 3], [2, 2, 2]])))
+        >>> header.kind, header.coder, header.shape, header.num_levels, header.dtype
+        ('factorized', 'range', (2, 3), 4, '<i8')
+        >>> header.size, header.payload_bytes
+        (62, 4)
     """
 
     kind: str
@@ -134,6 +144,22 @@ def read_header(data: bytes) -> Header:
 
     Raises:
         ValueError: Not a pyro_dgm file, another format version, or a truncated file.
+
+    Example:
+        >>> import pyro.distributions as dist
+        >>> from pyro_dgm.compression import encode
+        >>> d = dist.Categorical(logits=torch.zeros(4)).expand([3]).to_event(1)
+        >>> data = encode(d, torch.tensor([[0, 1, 3]]))
+        >>> read_header(data).version
+        1
+        >>> read_header(data[:-1])
+        Traceback (most recent call last):
+        ...
+        ValueError: data: the header announces a payload of 4 bytes, the file holds 3: ...
+        >>> read_header(b"GIF89a")
+        Traceback (most recent call last):
+        ...
+        ValueError: data: not a pyro_dgm compressed file (expected the magic b'PDGM', got b'GIF8')
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise ValueError(f"data: expected bytes, got {type(data).__name__}")
@@ -217,7 +243,18 @@ def fingerprint(
 ) -> bytes:
     """16 bytes that identify a model: its class, ``extra`` (shapes, levels, settings) and
     every tensor of its ``state_dict`` (a module), of ``tensors`` when given, or held in its
-    attributes (any other object), with names, dtypes and shapes."""
+    attributes (any other object), with names, dtypes and shapes.
+
+    Example:
+        >>> net = nn.Linear(2, 1)
+        >>> before = fingerprint(net, (2,), 4)
+        >>> len(before), before == fingerprint(net, (2,), 4)
+        (16, True)
+        >>> with torch.no_grad():
+        ...     _ = net.bias.add_(1.0)  # another model: another fingerprint
+        >>> before == fingerprint(net, (2,), 4)
+        False
+    """
     h = hashlib.blake2b(digest_size=16)
     h.update(f"{type(obj).__qualname__}|{extra!r}".encode())  # not the module: it may move
     for name, t in tensors if tensors is not None else _tensors(obj):
@@ -227,7 +264,15 @@ def fingerprint(
 
 
 def data_checksum(values: Tensor) -> bytes:
-    """8 bytes that identify integer data: BLAKE2b of the shape and the int64 values."""
+    """8 bytes that identify integer data: BLAKE2b of the shape and the int64 values.
+
+    Example:
+        >>> x = torch.tensor([[0, 1], [2, 3]])
+        >>> len(data_checksum(x)), data_checksum(x) == data_checksum(x.to(torch.uint8))
+        (8, True)
+        >>> data_checksum(x) == data_checksum(x.reshape(1, 4))  # the shape counts
+        False
+    """
     h = hashlib.blake2b(digest_size=8)
     h.update(repr(tuple(values.shape)).encode())
     h.update(values.to(torch.int64).contiguous().numpy().astype("<i8").tobytes())

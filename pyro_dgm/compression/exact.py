@@ -49,14 +49,43 @@ Sink = Callable[[Tensor, int, int, tuple[int, ...]], Tensor]
 
 
 def float64_copy(model: object) -> object:
-    """A copy of a module in float64 on the CPU, in eval mode (other objects as they are)."""
+    """A copy of a module in float64 on the CPU, in eval mode (other objects as they are).
+
+    Example:
+        >>> net = nn.Linear(2, 1)
+        >>> copy64 = float64_copy(net)
+        >>> copy64.weight.dtype, net.weight.dtype, copy64.training
+        (torch.float64, torch.float32, False)
+        >>> d = object()
+        >>> float64_copy(d) is d
+        True
+    """
     if not isinstance(model, nn.Module):
         return model
     return copy.deepcopy(model).to(device="cpu", dtype=torch.float64).eval()
 
 
 def check_exhausted(decoder: Any) -> None:
-    """Refuse words left over after the last value: the file holds more than was written."""
+    """Refuse words left over after the last value: the file holds more than was written.
+
+    Example:
+        >>> constriction = require_constriction()
+        >>> family = constriction.stream.model.Categorical(perfect=False)
+        >>> weights = free_weights(torch.zeros(2, 4))  # two uniform conditionals
+        >>> encoder = constriction.stream.queue.RangeEncoder()
+        >>> encoder.encode(np.array([1, 2], dtype=np.int32), family, weights)
+        >>> words = encoder.get_compressed()
+        >>> decoder = constriction.stream.queue.RangeDecoder(words)
+        >>> decoder.decode(family, weights), check_exhausted(decoder)
+        (array([1, 2], dtype=int32), None)
+        >>> padded = np.concatenate([words, np.array([7, 7], dtype=np.uint32)])
+        >>> decoder = constriction.stream.queue.RangeDecoder(padded)
+        >>> _ = decoder.decode(family, weights)
+        >>> check_exhausted(decoder)
+        Traceback (most recent call last):
+        ...
+        ValueError: data: words are left over after the last value: ...
+    """
     if not decoder.maybe_exhausted():
         raise ValueError(
             "data: words are left over after the last value: the context differs from the "
@@ -66,7 +95,18 @@ def check_exhausted(decoder: Any) -> None:
 
 class Codec:
     """What the container needs from a codec: its kind and coder, the model's levels, event
-    shape and fingerprint, and the words of a stream in both directions."""
+    shape and fingerprint, and the words of a stream in both directions.
+
+    Example:
+        >>> import pyro.distributions as dist
+        >>> codec = FactorizedCodec(dist.Bernoulli(probs=torch.full((3,), 0.5)).to_event(1))
+        >>> isinstance(codec, Codec), codec.kind, codec.coder, codec.num_levels
+        (True, 'factorized', 'range', 2)
+        >>> codec.check_shape((5, 4))
+        Traceback (most recent call last):
+        ...
+        ValueError: x: expected shape (N, 3) (the distribution is one data point's) or ...
+    """
 
     kind: str
     coder: str
@@ -110,6 +150,17 @@ class SequentialCodec(Codec):
         model: The sequential model (a module is coded through a float64 CPU copy).
         context: ``(N, context_dim)`` contexts of the data points, or ``None``.
         block_size: Data points per block.
+
+    Example:
+        >>> from pyro_dgm.distributions import PixelCNN
+        >>> pixelcnn = PixelCNN((1, 2, 2), num_levels=4, hidden_channels=4, num_layers=1)
+        >>> x = torch.randint(0, 4, (3, 1, 2, 2))
+        >>> codec = SequentialCodec(pixelcnn, block_size=2)  # blocks of 2 and 1
+        >>> words, fields = codec.encode_words(x)
+        >>> fields
+        {'block_size': 2}
+        >>> torch.equal(codec.decode_words(words, tuple(x.shape), **fields), x)
+        True
     """
 
     kind = "autoregressive"
@@ -213,6 +264,17 @@ class FactorizedCodec(Codec):
     Arguments:
         d: The distribution (see :func:`~.conditionals.factorized_log_probs`).
         block_size: Data points per coder call.
+
+    Example:
+        >>> import pyro.distributions as dist
+        >>> d = dist.Bernoulli(probs=torch.tensor([0.5, 0.25])).to_event(1)
+        >>> codec = FactorizedCodec(d)
+        >>> x = torch.tensor([[1, 0], [0, 1]])
+        >>> words, fields = codec.encode_words(x)
+        >>> torch.equal(codec.decode_words(words, tuple(x.shape), **fields), x)
+        True
+        >>> codec.code_lengths(x)  # 1 + log2(4/3) bits, then 1 + 2 bits
+        tensor([1.4150, 3.0000], dtype=torch.float64)
     """
 
     kind = "factorized"

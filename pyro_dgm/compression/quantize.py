@@ -70,6 +70,14 @@ def free_weights(log_probs: Tensor) -> np.ndarray:
     """The counts less one, ``(n, L)`` float64: what constriction's ``Categorical`` takes.
 
     The array is C-contiguous: constriction reads the rows from the buffer as laid out.
+
+    Arguments:
+        log_probs: ``(n, L)`` log-probabilities of the :math:`L` levels.
+
+    Example:
+        >>> f = free_weights(torch.zeros(2, 4))  # two uniform conditionals over 4 levels
+        >>> f.shape, f.sum(-1)  # 2**24 - L: constriction adds the count of one per level
+        ((2, 4), array([16777212., 16777212.]))
     """
     return np.ascontiguousarray(_quantized_free(log_probs).numpy())
 
@@ -83,6 +91,10 @@ def code_length_bits(log_probs: Tensor, values: Tensor) -> Tensor:
 
     Returns:
         ``(n,)`` float64 bits.
+
+    Example:
+        >>> code_length_bits(torch.zeros(2, 4), torch.tensor([0, 3]))  # uniform over 4
+        tensor([2., 2.], dtype=torch.float64)
     """
     counts = quantize_log_probs(log_probs)
     picked = counts.gather(1, torch.as_tensor(values).long().reshape(-1, 1)).squeeze(1)

@@ -103,6 +103,18 @@ class AutoregressiveDistribution(TorchDistribution):
         module: The :class:`PixelCNN` or :class:`WaveNet` that defines it.
         context: ``(*batch_shape, context_dim)``, or ``None`` for an unconditional model.
         validate_args: Whether to validate the values scored.
+
+    Example:
+        >>> pixelcnn = PixelCNN((1, 4, 4), num_levels=5, hidden_channels=8, num_layers=2,
+        ...                     context_dim=3)
+        >>> d = pixelcnn(torch.randn(2, 3))
+        >>> d.batch_shape, d.event_shape
+        (torch.Size([2]), torch.Size([1, 4, 4]))
+        >>> y = torch.randint(0, 5, (6, 2, 1, 4, 4))
+        >>> d.log_prob(y).shape  # one network pass
+        torch.Size([6, 2])
+        >>> bool(d.support.check(y).all()), d.expand((7, 2)).batch_shape
+        (True, torch.Size([7, 2]))
     """
 
     arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {}
@@ -292,6 +304,22 @@ class AutoregressiveModule(nn.Module, ConditionalDistribution):
         output: ``"logistic_mixture"`` or ``"categorical"``.
         num_components: :math:`K`, logistics per mixture.
         context_dim: Size of a context vector, or ``None``.
+
+    Example:
+        >>> wavenet = WaveNet(8, num_levels=4, residual_channels=4, num_layers=2,
+        ...                   output="categorical")
+        >>> isinstance(wavenet, AutoregressiveModule), wavenet.num_params
+        (True, 4)
+        >>> seen = []
+        >>> def choose(params, position):  # the most likely level, in the model's order
+        ...     seen.append(position)
+        ...     return wavenet.level_log_probs(params).argmax(-1)
+        >>> y = wavenet.generate(3, None, choose)
+        >>> y.shape, seen[:3]
+        (torch.Size([3, 1, 8]), [(0, 0), (0, 1), (0, 2)])
+        >>> params = torch.zeros(3, wavenet.num_params)
+        >>> wavenet.level_log_probs(params).exp().sum(-1)  # each row a distribution
+        tensor([1., 1., 1.])
     """
 
     #: Smooth lower bound of the logistic scales, in levels (no hard clamp).

@@ -89,6 +89,12 @@ class MAF(_AffineAutoregressiveFlow):
         num_layers: The number of autoregressive layers.
         hidden_dims: Hidden sizes of each MADE network.
         context_dim: The context size of a conditional flow, or ``None``.
+
+    Example:
+        >>> flow = MAF(3, num_layers=2, hidden_dims=[16], context_dim=2)
+        >>> x, c = torch.randn(5, 3), torch.randn(5, 2)
+        >>> flow(c).log_prob(x).shape  # one pass per layer
+        torch.Size([5])
     """
 
     inverted = True
@@ -113,6 +119,12 @@ class IAF(_AffineAutoregressiveFlow):
         num_layers: The number of autoregressive layers.
         hidden_dims: Hidden sizes of each MADE network.
         context_dim: The context size of a conditional flow, or ``None``.
+
+    Example:
+        >>> q = IAF(3, num_layers=2, hidden_dims=[16])()
+        >>> z = q.rsample((4,))  # one pass per layer
+        >>> q.log_prob(z).shape  # its own samples score through the cache
+        torch.Size([4])
     """
 
     inverted = False
@@ -124,7 +136,15 @@ class SplineFlow(Flow):
     scoring is one pass per layer (MAF direction), orders alternated.
 
     Each coordinate is mapped by a monotonic rational-quadratic spline on
-    :math:`[-B, B]` (identity outside) whose knots depend on the previous ones.
+    :math:`[-B, B]` (identity outside) whose knots depend on the previous ones: in
+    bin :math:`k`, with :math:`\xi = (x_i - x^{(k)}) / w_k` and the bin's slope
+    :math:`s_k = h_k / w_k`,
+
+    .. math:: z_i = y^{(k)} + \frac{h_k \big(s_k \xi^2 + \delta_k \xi (1 - \xi)\big)}
+        {s_k + (\delta_{k+1} + \delta_k - 2 s_k)\, \xi (1 - \xi)},
+
+    the widths :math:`w`, heights :math:`h` and knot derivatives :math:`\delta`
+    given by a MADE network of :math:`x_{<i}`.
 
     References:
         | Neural Spline Flows (Durkan et al., 2019)
@@ -136,6 +156,11 @@ class SplineFlow(Flow):
         hidden_dims: Hidden sizes of each MADE network.
         count_bins: Spline bins :math:`K`.
         bound: The half-width :math:`B` of the spline's interval.
+
+    Example:
+        >>> flow = SplineFlow(2, num_layers=2, hidden_dims=[16], count_bins=4)
+        >>> flow().log_prob(torch.randn(5, 2)).shape
+        torch.Size([5])
     """
 
     def __init__(
@@ -212,6 +237,14 @@ class RealNVP(Flow):
         num_layers: The number of couplings.
         hidden_dims: Hidden sizes of each coupling network.
         context_dim: The context size of a conditional flow, or ``None``.
+
+    Example:
+        >>> import pyro.distributions as dist
+        >>> flow = RealNVP(3, num_layers=2, hidden_dims=[16])
+        >>> x = torch.randn(5, 3)
+        >>> normal = dist.Normal(0.0, 1.0).expand([3]).to_event(1)
+        >>> torch.allclose(flow().log_prob(x), normal.log_prob(x))  # the identity at first
+        True
     """
 
     def __init__(
@@ -244,6 +277,14 @@ class NICE(Flow):
         num_layers: The number of additive couplings.
         hidden_dims: Hidden sizes of each coupling network.
         context_dim: The context size of a conditional flow, or ``None``.
+
+    Example:
+        >>> flow = NICE(4, num_layers=2, hidden_dims=[16])
+        >>> x = torch.randn(5, 4)
+        >>> flow().log_prob(x).shape  # the first batch scored initialises the ActNorm
+        torch.Size([5])
+        >>> bool(flow.parts[0].initialized)  # generative order: the ActNorm first
+        True
     """
 
     def __init__(
@@ -285,6 +326,13 @@ class Glow(Flow):
         hidden_dims: Hidden sizes of each coupling network.
         context_dim: The context size of a conditional flow (couplings only), or ``None``.
         parametrization: ``"lu"`` or ``"qr"`` for the linear maps.
+
+    Example:
+        >>> flow = Glow(3, num_steps=2, hidden_dims=[16], parametrization="qr")
+        >>> len(flow.parts)  # ActNorm, linear map, coupling per step
+        6
+        >>> flow().sample((4,)).shape
+        torch.Size([4, 3])
     """
 
     def __init__(

@@ -51,6 +51,17 @@ class GatedPixelCNNBlock(nn.Module):
         kernel_size: The odd width :math:`k` of both convolutions.
         data_channels: :math:`C`, the channels of the data.
         context_dim: Size of the context vector, or ``None``.
+
+    Example:
+        >>> block = GatedPixelCNNBlock(4, context_dim=2)
+        >>> v, h, c = torch.randn(1, 4, 5, 5), torch.randn(1, 4, 5, 5), torch.randn(1, 2)
+        >>> v_out, h_out = block(v, h, c)
+        >>> v_out.shape, h_out.shape
+        (torch.Size([1, 4, 5, 5]), torch.Size([1, 4, 5, 5]))
+        >>> h_later = h.clone()
+        >>> h_later[..., 2, 3] += 1.0  # change pixel (2, 3): the pixels before it do not see it
+        >>> torch.allclose(block(v, h_later, c)[1][..., 2, :3], h_out[..., 2, :3])
+        True
     """
 
     def __init__(
@@ -205,6 +216,19 @@ class PixelCNNCache:
         height: :math:`H`.
         width: :math:`W`.
         context: ``(batch_size, context_dim)`` or ``None``.
+
+    Example:
+        >>> net = PixelCNNNetwork(1, out_features=3, hidden_channels=4, num_layers=2)
+        >>> x = torch.randint(0, 2, (2, 1, 3, 3)).float()  # the values generation will write
+        >>> full = net(x)  # (N, P, C, H, W), every pixel in one pass
+        >>> cache, same = net.cache(2, 3, 3), True
+        >>> for i in range(3):
+        ...     cache.start_row(i)
+        ...     for j in range(3):
+        ...         same &= torch.allclose(cache.pixel(i, j), full[..., i, j], atol=1e-5)
+        ...         cache.write(i, j, 0, x[:, 0, i, j])
+        >>> same
+        True
     """
 
     def __init__(

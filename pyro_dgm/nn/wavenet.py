@@ -156,6 +156,17 @@ class WaveNetCache:
         net: The network.
         batch_size: Sequences generated together.
         context: ``(batch_size, context_dim)`` or ``None``.
+
+    Example:
+        >>> net = WaveNetNetwork(1, out_features=3, residual_channels=4, dilations=(1, 2))
+        >>> x = torch.randn(2, 1, 6)  # the values generation will write
+        >>> full = net(x)  # (N, P, C, T), every step in one pass
+        >>> cache, same = net.cache(2), True
+        >>> for t in range(6):
+        ...     same &= torch.allclose(cache.step(x[:, :, t]), full[..., t], atol=1e-5)
+        ...     cache.commit(x[:, :, t])
+        >>> same
+        True
     """
 
     def __init__(

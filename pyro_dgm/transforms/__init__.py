@@ -1,7 +1,38 @@
 r"""Normalizing-flow layers as Pyro ``TransformModule``\ s.
 
+Every layer is a bijection whose forward call is the generative direction
+:math:`x = g(z)` and whose inverse is the inference direction :math:`z = f(x) =
+g^{-1}(x)`; a stack of them scores data by the change of variables
+
+.. math:: \log p(x) = \log p_Z\big(f(x)\big)
+    + \sum_{k=1}^K \log \left|\det \frac{\partial f_k}{\partial h_{k-1}}\right|,
+    \qquad h_0 = x, \quad h_k = f_k(h_{k-1}) .
+
+The families differ in how the Jacobian stays cheap: couplings (NICE, RealNVP)
+change one part of :math:`x` given the other, so it is triangular,
+:math:`y_a = x_a,\ y_b = x_b \odot e^{s(x_a)} + t(x_a)`; RevNet blocks are two
+additive couplings (:math:`\log|\det J| = 0`); autoregressive layers
+(MAF, IAF) make :math:`y_i` depend on :math:`x_{\le i}` only; ActNorm, 1x1
+convolutions and invertible linear maps are elementwise or :math:`C \times C`;
+Sylvester flows use :math:`\det(I + AB) = \det(I + BA)`. Conditional layers take a
+context :math:`c` (``condition(c)``), and memory-saving stacks rebuild activations
+instead of keeping them.
+
 Pyro's own layers are re-exported here so that one namespace holds every layer
 a pyro_dgm flow is built from; pyro_dgm adds only what Pyro lacks or gets wrong.
+
+Example:
+    >>> import pyro.distributions as dist
+    >>> import torch
+    >>> layers = [actnorm(2), masked_affine_coupling(2, half_mask(2)), permute(2)]
+    >>> base = dist.Normal(torch.zeros(2), 1.0).to_event(1)
+    >>> flow = dist.TransformedDistribution(base, layers)
+    >>> flow.log_prob(torch.randn(5, 2)).shape
+    torch.Size([5])
+
+References:
+    | Normalizing Flows for Probabilistic Modeling and Inference (Papamakarios et al., 2021)
+    | https://arxiv.org/abs/1912.02762
 """
 
 from pyro.distributions.transforms import (

@@ -125,6 +125,17 @@ class MultiScaleLevel(nn.Module):
         drift_tolerance: With ``memory_saving``, the largest relative error of the
             rebuilt input of the level (see :class:`~pyro_dgm.transforms.MemorySavingStack`).
         on_drift: ``"raise"``, ``"warn"`` or ``"off"``.
+
+    Example:
+        >>> from pyro_dgm.transforms import ActNorm
+        >>> level = MultiScaleLevel((1, 4, 4), post=[ActNorm(4, event_dim=3)])
+        >>> level.inner_shape, level.output_shape, level.latent_shape
+        ((4, 2, 2), (2, 2, 2), (2, 2, 2))
+        >>> x = torch.randn(3, 1, 4, 4)
+        >>> h, eps, log_det = level.encode(x, torch.zeros(3))  # squeeze, step, split
+        >>> x_back, _ = level.decode(h, eps, torch.zeros(3))
+        >>> torch.allclose(x_back, x, atol=1e-6)
+        True
     """
 
     def __init__(

@@ -64,6 +64,16 @@ class ConditionedSylvester(Transform):
     Arguments:
         params: A callable returning ``(R, S, b, u)`` of shapes ``(..., D, D)``,
             ``(..., D, D)``, ``(..., D)`` and ``(..., M, D)`` (unit vectors).
+
+    Example:
+        >>> r = s = torch.diag(torch.full((2,), 0.5))  # upper triangular, |diagonal| < 1
+        >>> b, u = torch.zeros(2), torch.tensor([[1.0, 0.0]])  # Q = I - 2 u u^T
+        >>> t = ConditionedSylvester(lambda: (r, s, b, u))
+        >>> x = torch.zeros(1, 2)
+        >>> t(x)  # tanh(0) = 0: the origin stays
+        tensor([[0., 0.]])
+        >>> t.log_abs_det_jacobian(x, t(x))  # 2 log(1 + 0.25)
+        tensor([0.4463])
     """
 
     domain = constraints.real_vector

@@ -475,12 +475,24 @@ class ConditionedZukoTransform(_ZukoBridge):
     as in :class:`ZukoTransform`. Returned by
     :meth:`ConditionalZukoTransform.condition`; its parameters belong to that module.
 
+    .. math:: x = g(z; c) = f(\,\cdot\,; c)^{-1}(z) \quad (\texttt{"maf"}), \qquad
+        x = f(z; c) \quad (\texttt{"iaf"})
+
     Arguments:
         lazy_transform: A zuko ``LazyTransform`` that takes a context.
         context: A context of shape :math:`(*, C)`; its batch shape broadcasts
             against the values' batch shape.
         direction: ``"maf"`` or ``"iaf"``, as in :class:`ZukoTransform`.
         cache_size: Pyro's transform cache size, 0 or 1.
+
+    Example:
+        >>> import zuko
+        >>> lazy = zuko.flows.MaskedAutoregressiveTransform(3, context=2)
+        >>> t = ConditionedZukoTransform(lazy, torch.randn(4, 2))
+        >>> z = torch.randn(6, 1, 3)  # values (6, 1) against the context's (4,)
+        >>> x = t(z)
+        >>> x.shape, t.log_abs_det_jacobian(z, x).shape
+        (torch.Size([6, 4, 3]), torch.Size([6, 4]))
     """
 
     def __init__(

@@ -82,6 +82,14 @@ class GaussianPosterior(nn.Module):
     Arguments:
         context_dim: The size of the encoder's context :math:`h`.
         latent_dim: The latent dimension :math:`D`.
+
+    Example:
+        >>> q = GaussianPosterior(context_dim=8, latent_dim=2)
+        >>> d = q(torch.randn(5, 8))  # one distribution per data point
+        >>> d.batch_shape, d.event_shape
+        (torch.Size([5]), torch.Size([2]))
+        >>> bool((q.gaussian(torch.randn(5, 8))[1] > 0).all())  # the scales
+        True
     """
 
     def __init__(self, context_dim: int, latent_dim: int) -> None:
@@ -120,6 +128,14 @@ class FlowPosterior(GaussianPosterior):
         context_dim: The size of the encoder's context :math:`h`.
         latent_dim: The latent dimension :math:`D`.
         transforms: The flow's layers, in sampling order.
+
+    Example:
+        >>> from pyro.distributions.transforms import conditional_planar
+        >>> q = FlowPosterior(8, 2, [conditional_planar(2, context_dim=8) for _ in range(2)])
+        >>> d = q(torch.randn(5, 8))
+        >>> z = d.rsample()  # the Gaussian stage, then two planar steps conditioned on h
+        >>> z.shape, d.log_prob(z).shape  # scored through the caches (no inverse)
+        (torch.Size([5, 2]), torch.Size([5]))
     """
 
     def __init__(self, context_dim: int, latent_dim: int, transforms: Sequence[Transform]) -> None:
@@ -182,6 +198,18 @@ def make_posterior(
         | https://arxiv.org/abs/1505.05770
         | Improving Variational Auto-Encoders using Householder Flow (Tomczak & Welling, 2016)
         | https://arxiv.org/abs/1611.09630
+        | Sylvester Normalizing Flows for Variational Inference (van den Berg et al., 2018)
+        | https://arxiv.org/abs/1803.05649
+
+    Example:
+        >>> q = make_posterior("iaf", context_dim=8, latent_dim=3, num_steps=2, hidden_dims=[16])
+        >>> type(q).__name__, len(q.transforms)
+        ('FlowPosterior', 2)
+        >>> d = q(torch.randn(4, 8))
+        >>> d.log_prob(d.rsample()).shape
+        torch.Size([4])
+        >>> type(make_posterior("gaussian", 8, 3)).__name__
+        'GaussianPosterior'
     """
     if kind not in POSTERIORS:
         raise ValueError(f"posterior must be one of {', '.join(POSTERIORS)}; got {kind!r}")
