@@ -77,3 +77,24 @@ def test_vamp_prior_with_the_mixture_likelihood_does_not_collapse(
     assert active_units(normal, digits.test).count > 0
     # nats per image (higher is better): at most one standard error below the normal prior
     assert vamp_ll.nats >= normal_ll.nats - normal_ll.stderr, (vamp_ll, normal_ll)
+
+
+def test_the_cli_flag_kl_warmup_reaches_the_vae(digits: datasets.Dataset) -> None:
+    from pyro_dgm import cli
+
+    args = cli.build_parser().parse_args(
+        ["fit", "--data", "digits", "--model", "vae", "--kl-warmup", "120"]
+    )
+    assert args.warmup_steps == 120  # the RunConfig setting warmup_steps (--warmup-steps too)
+    config = cli.RunConfig(data="digits", model="vae", prior="vamp", warmup_steps=120)
+    assert cli.build_pair(config, digits)[1].warmup_steps == 120
+    # the default: VAMP_WARMUP_STEPS for the VampPrior, none for the other priors
+    vamp = cli.resolve_config(cli.RunConfig(data="digits", model="vae", prior="vamp"), digits)
+    assert vamp.warmup_steps == VAMP_WARMUP_STEPS
+    assert cli.build_pair(vamp, digits)[1].warmup_steps == VAMP_WARMUP_STEPS
+    normal = cli.resolve_config(cli.RunConfig(data="digits", model="vae"), digits)
+    assert normal.warmup_steps == 0
+    with pytest.raises(ValueError, match="--warmup-steps: is a VAE setting"):
+        cli.resolve_config(cli.RunConfig(data="digits", model="pixelcnn", warmup_steps=5), digits)
+    with pytest.raises(ValueError, match="warmup_steps"):
+        cli.RunConfig(data="digits", model="vae", warmup_steps=-1)

@@ -343,8 +343,8 @@ class LevelCategorical(dist.Categorical):
         mean = (self.probs * levels).sum(-1, keepdim=True)
         return (self.probs * (levels - mean) ** 2).sum(-1)
 
-    def sample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> Tensor:
-        return super().sample(sample_shape).to(self.logits.dtype)
+    def sample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
+        return super().sample(torch.Size(sample_shape)).to(self.logits.dtype)
 
 
 class CategoricalLikelihood(Likelihood):
