@@ -131,7 +131,12 @@ def main() -> None:
     parser.add_argument("--flow-layers", type=int, default=4, help="prior layers, posterior steps")
     parser.add_argument("--batch-size", type=int, default=VAE_DEFAULTS.batch_size)
     parser.add_argument("--lr", type=float, default=VAE_DEFAULTS.lr)
-    parser.add_argument("--warmup-steps", type=int, default=0, help="KL warm-up steps")
+    parser.add_argument(
+        "--warmup-steps",
+        type=int,
+        default=None,
+        help="KL warm-up steps (default: the VAE's, VAMP_WARMUP_STEPS for the VampPrior, else 0)",
+    )
     parser.add_argument("--data", choices=["both", "binarized", "levels"], default="both")
     parser.add_argument("--smoke", action="store_true", help="tiny budget and K (a check)")
     args = parser.parse_args()
@@ -148,7 +153,8 @@ def main() -> None:
         f"budget {args.budget:g} s per run, IW bound with K = {args.num_samples}, latent "
         f"{args.latent_dim}, conv channels {args.channels}, context {args.context_dim}, "
         f"flow layers/steps {args.flow_layers}, batch {args.batch_size}, lr {args.lr:g}, "
-        f"KL warm-up {args.warmup_steps} steps{' (SMOKE)' if args.smoke else ''}"
+        f"KL warm-up {args.warmup_steps if args.warmup_steps is not None else 'default'} steps"
+        f"{' (SMOKE)' if args.smoke else ''}"
     )
     rows = []
     for data_name, data, likelihood in data_sets():

@@ -315,7 +315,12 @@ def _ar_pair(module: nn.Module, data: torch.Tensor) -> tuple:
 
 
 def _vae(likelihood: str = "gaussian", images: bool = False, **kw: object) -> Setup:
-    levels = {"bernoulli": 2, "discretized_logistic": 17, "discretized_logistic_mixture": 17}
+    levels = {
+        "bernoulli": 2,
+        "discretized_logistic": 17,
+        "discretized_logistic_mixture": 17,
+        "categorical": 17,
+    }
     num_levels = levels.get(likelihood)
     shape = (1, 4, 4) if images else (4,)
     if likelihood == "gaussian":
@@ -330,6 +335,9 @@ def _vae(likelihood: str = "gaussian", images: bool = False, **kw: object) -> Se
         num_pseudo_inputs=3,
         num_components=2,
     )
+    # the protocol of a pair, not a training schedule: KL warm-up (the VampPrior's default)
+    # scales the latent site on gradient passes, a little more at every step
+    kw.setdefault("warmup_steps", 0)
     if likelihood != "bernoulli" and num_levels is not None:
         kw["num_levels"] = num_levels
     if images:
@@ -376,6 +384,8 @@ PAIRS = [
         lambda: _vae("discretized_logistic_mixture", prior="flow", posterior="householder"),
     ),
     Pair("vae_sylvester", lambda: _vae(posterior="sylvester")),
+    Pair("vae_categorical", lambda: _vae("categorical", prior="vamp")),
+    Pair("vae_images_categorical", lambda: _vae("categorical", images=True)),
     Pair(
         "vae_images_flow_prior_iaf",
         lambda: _vae("discretized_logistic", images=True, prior="flow", posterior="iaf"),

@@ -176,7 +176,8 @@ def _add_fit_parser(commands: argparse._SubParsersAction) -> None:
         "--likelihood",
         choices=list(models.LIKELIHOODS),
         help="default: discretized_logistic for discrete data, gaussian otherwise; "
-        "bernoulli binarizes discrete data at half its levels",
+        "bernoulli binarizes discrete data at half its levels; categorical is a softmax over "
+        "the levels of each pixel",
     )
     _given(vae, "--latent-dim", type=int, help="default 16 for images, 2 for vectors")
     _given(vae, "--prior-layers", type=int, help="layers of --prior flow (default --num-layers)")
@@ -188,7 +189,16 @@ def _add_fit_parser(commands: argparse._SubParsersAction) -> None:
         "(default --num-layers)",
     )
     _given(vae, "--kl-weight", type=float, help="beta after warm-up (default 1: the ELBO)")
-    _given(vae, "--warmup-steps", type=int, help="steps of linear KL warm-up (default 0)")
+    _given(
+        vae,
+        "--kl-warmup",
+        "--warmup-steps",
+        dest="warmup_steps",
+        type=int,
+        metavar="STEPS",
+        help="steps of linear KL warm-up (default "
+        f"{models.vae.VAMP_WARMUP_STEPS} for --prior vamp, which collapses without it; 0 otherwise)",
+    )
     _given(
         fit,
         "--conditional",

@@ -301,7 +301,7 @@ def resolve_config(
                 "--posterior gaussian has none",
             )
         default("kl_weight", 1.0)
-        default("warmup_steps", 0)
+        default("warmup_steps", models.vae.VAMP_WARMUP_STEPS if prior == "vamp" else 0)
     else:
         for name in vae_settings:
             unused(name, f"is a VAE setting (--model vae); {where} does not use it")
@@ -391,7 +391,7 @@ def _build_vae(config: RunConfig, data: datasets.Dataset) -> tuple[datasets.Data
         "prior": config.prior,
         "posterior": config.posterior,
         "likelihood": config.likelihood,
-        "num_levels": data.num_levels if config.likelihood.startswith("discretized") else None,
+        "num_levels": None if config.likelihood in ("bernoulli", "gaussian") else data.num_levels,
         "prior_layers": config.prior_layers or config.num_layers,
         "posterior_steps": config.posterior_steps or config.num_layers,
         "flow_hidden_dims": [config.hidden] * 2,

@@ -9,7 +9,9 @@ Rebuilds the model/guide pair from ``RUN_DIR/config.json``, loads ``model.pt`` a
 ``checkpoint.pt`` (a run interrupted by Ctrl-C is read at the end of its last
 complete epoch), and writes ``diagnostics.json`` with the importance-weighted
 log-likelihood (nats, bits/dim), the per-point effective sample size and PSIS
-:math:`\hat k`, ELBO surgery, ArviZ's PSIS-LOO and, for discrete data, the bits per dimension that
+:math:`\hat k`, ELBO surgery, the active latent units of a VAE (Burda et al.'s criterion;
+a :class:`~pyro_dgm.diagnostics.PosteriorCollapseWarning` when none is active or the KL is
+near zero), ArviZ's PSIS-LOO and, for discrete data, the bits per dimension that
 compressing the points with the model writes (:func:`~pyro_dgm.cli.compress.code_length`),
 plus ``pareto_k.png``,
 ``elbo_surgery.png`` and ``latent_scatter.png`` (a VAE with labelled data). Every
@@ -34,7 +36,9 @@ from torch import Tensor
 
 from .. import plots
 from ..diagnostics import (
+    PosteriorCollapseWarning,
     SaturatedMutualInformationWarning,
+    active_units,
     arviz_module,
     elbo_surgery,
     pointwise_to_inference_data,
@@ -168,6 +172,20 @@ def _parameters_epoch(history: Any, complete: bool) -> int:
     if history is None or not history.epoch:
         return 0
     return (history.best_epoch or history.epoch[-1]) if complete else history.epoch[-1]
+
+
+def _active_units(pair: Any, inputs: tuple[Tensor, ...]) -> tuple[dict[str, Any], str | None]:
+    """The VAE's active units on the evaluated points, and the collapse warning's text
+    (also raised again, so that collapse is never silent) or ``None``."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PosteriorCollapseWarning)
+        units = active_units(pair, *inputs)
+    collapse = None
+    for warning in caught:
+        if issubclass(warning.category, PosteriorCollapseWarning):
+            collapse = str(warning.message)
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return units.to_dict(), collapse
 
 
 def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
@@ -310,6 +328,8 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         except (ImportError, ValueError) as error:
             report["loo"] = f"not available: {error}"
         report["seconds"]["arviz"] = time.perf_counter() - start
+    if config.model == "vae":
+        report["active_units"], report["posterior_collapse"] = _active_units(pair, inputs)
     title = config.model
     if config.model == "vae":
         title += f" ({config.prior} prior, {config.posterior} posterior)"
@@ -352,6 +372,10 @@ def evaluate_command(args: argparse.Namespace) -> int:
             f"{surgery['mutual_information']:.3f}, marginal KL {surgery['marginal_kl']:.3f} nats"
             f"{' (saturated: MI near log N)' if surgery['saturated'] else ''}"
         )
+    units = report.get("active_units")
+    if units is not None:
+        line += f"; active units {units['count']} of {units['latent_dim']}"
+        line += " (POSTERIOR COLLAPSE)" if report["posterior_collapse"] else ""
     if not report["run_complete"]:
         line += f" (an interrupted run, at epoch {report['parameters_of_epoch']})"
     print(f"{line}; report in {report['run_dir']}/diagnostics.json")

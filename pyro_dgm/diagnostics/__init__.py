@@ -1,5 +1,6 @@
 r"""Diagnostics of fitted model/guide pairs: ELBO surgery (reconstruction, mutual
-information, marginal KL), per-data-point PSIS :math:`\hat k` of the importance
+information, marginal KL), the active latent units of a VAE (with a warning on
+posterior collapse), per-data-point PSIS :math:`\hat k` of the importance
 weights, and ArviZ ``InferenceData`` with the pointwise log-likelihood that
 ``az.loo`` and ``az.compare`` read.
 
@@ -19,14 +20,22 @@ weights :math:`w`, Vehtari et al.). ArviZ is imported only when
     az.loo(idata); az.compare({"flow prior": idata, "normal prior": idata_normal})
 """
 
+from .active_units import (
+    ActiveUnits,
+    PosteriorCollapseWarning,
+    active_units,
+)
 from .arviz import arviz_module, pointwise_to_inference_data, psislw, to_inference_data
 from .pareto import BANDS, pareto_k, summarize_pareto_k
 from .surgery import ELBOSurgery, SaturatedMutualInformationWarning, elbo_surgery
 
 __all__ = [
     "BANDS",
+    "ActiveUnits",
     "ELBOSurgery",
+    "PosteriorCollapseWarning",
     "SaturatedMutualInformationWarning",
+    "active_units",
     "arviz_module",
     "elbo_surgery",
     "pareto_k",

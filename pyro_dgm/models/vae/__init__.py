@@ -1,6 +1,6 @@
 r"""Variational autoencoders as Pyro model/guide pairs: priors (standard normal, flow,
 VampPrior), posteriors (diagonal Gaussian, IAF, planar, Householder, Sylvester),
-likelihoods (Bernoulli, Gaussian, discretized logistic and its mixture), and
+likelihoods (Bernoulli, Gaussian, discretized logistic and its mixture, categorical), and
 MLP / convolutional encoders and decoders.
 
 .. math:: p(x, z) = p(z)\, p(x \mid z), \qquad
@@ -25,6 +25,7 @@ returns it), the likelihood :math:`p(x \mid z)` a decoder with a
 from .likelihoods import (
     LIKELIHOODS,
     BernoulliLikelihood,
+    CategoricalLikelihood,
     DiscretizedLogisticLikelihood,
     DiscretizedLogisticMixtureLikelihood,
     GaussianLikelihood,
@@ -41,14 +42,16 @@ from .posteriors import (
     make_posterior,
 )
 from .priors import PRIORS, StandardNormalPrior, VampPrior, flow_prior
-from .vae import VAE
+from .vae import VAE, VAMP_WARMUP_STEPS
 
 __all__ = [
     "LIKELIHOODS",
     "POSTERIORS",
     "PRIORS",
     "VAE",
+    "VAMP_WARMUP_STEPS",
     "BernoulliLikelihood",
+    "CategoricalLikelihood",
     "ConditionalSylvester",
     "ConditionedSylvester",
     "ConvDecoder",

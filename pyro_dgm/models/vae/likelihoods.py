@@ -16,6 +16,7 @@ likelihood                                     :math:`P`    data
 :class:`GaussianLikelihood`                    1 or 2       real (floating tensors)
 :class:`DiscretizedLogisticLikelihood`         2            integers :math:`\{0, \dots, L-1\}`
 :class:`DiscretizedLogisticMixtureLikelihood`  :math:`3K`   integers :math:`\{0, \dots, L-1\}`
+:class:`CategoricalLikelihood`                 :math:`L`    integers :math:`\{0, \dots, L-1\}`
 =============================================  ===========  ==================================
 
 A Gaussian density on integer pixels is not a likelihood of the integers
@@ -40,6 +41,7 @@ from ...utils.checks import check_int, check_shape
 __all__ = [
     "LIKELIHOODS",
     "BernoulliLikelihood",
+    "CategoricalLikelihood",
     "DiscretizedLogisticLikelihood",
     "DiscretizedLogisticMixtureLikelihood",
     "GaussianLikelihood",
@@ -310,4 +312,89 @@ class DiscretizedLogisticMixtureLikelihood(DiscretizedLogisticLikelihood):
         return d.to_event(len(self.event_shape))
 
 
-LIKELIHOODS = ("bernoulli", "gaussian", "discretized_logistic", "discretized_logistic_mixture")
+class LevelCategorical(dist.Categorical):
+    r"""A categorical over the levels :math:`\{0, \dots, L-1\}` whose moments are those of
+    the levels (Pyro's ``Categorical`` has no mean) and whose samples are floats holding
+    integers, as the discretized distributions' are.
+
+    .. math:: \mathbb E[x] = \sum_{l=0}^{L-1} l\, \pi_l
+
+    Arguments:
+        logits: Unnormalized log-probabilities ``(..., L)``.
+
+    Example:
+        >>> d = LevelCategorical(logits=torch.tensor([0.0, 0.0, 0.0]))
+        >>> d.mean, d.sample().dtype
+        (tensor(1.), torch.float32)
+    """
+
+    def _levels(self) -> Tensor:
+        return torch.arange(
+            self.logits.shape[-1], dtype=self.logits.dtype, device=self.logits.device
+        )
+
+    @property
+    def mean(self) -> Tensor:
+        return (self.probs * self._levels()).sum(-1)
+
+    @property
+    def variance(self) -> Tensor:
+        levels = self._levels()
+        mean = (self.probs * levels).sum(-1, keepdim=True)
+        return (self.probs * (levels - mean) ** 2).sum(-1)
+
+    def sample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
+        return super().sample(torch.Size(sample_shape)).to(self.logits.dtype)
+
+
+class CategoricalLikelihood(Likelihood):
+    r"""Independent categorical pixels over :math:`\{0, \dots, L-1\}`: a softmax over the
+    :math:`L` levels of each pixel, as the output of PixelCNN (van den Oord et al., 2016).
+
+    .. math:: P(x_i = l \mid z) = \frac{e^{\eta_{il}}}{\sum_{m=0}^{L-1} e^{\eta_{im}}}
+
+    The decoder outputs :math:`L` logits per pixel (``(L * C, H, W)`` for images, the
+    levels stacked along the first event dimension like every likelihood's
+    parameters). The probability is exact (no binning of a density) and makes no
+    assumption of order or smoothness over the levels, at :math:`L` parameters per
+    pixel: 17 for digits, 256 for 8-bit images. Scoring and sampling are :math:`O(LD)`.
+
+    References:
+        | Pixel Recurrent Neural Networks (van den Oord et al., 2016)
+        | https://arxiv.org/abs/1601.06759
+
+    Arguments:
+        event_shape: The shape of one data point.
+        num_levels: :math:`L`.
+
+    Example:
+        >>> lik = CategoricalLikelihood((1, 2, 2), num_levels=17)
+        >>> lik.param_shape  # 17 logits per pixel
+        torch.Size([17, 2, 2])
+        >>> lik(torch.zeros(17, 2, 2)).log_prob(torch.zeros(1, 2, 2))  # 4 pixels, P = 1/17
+        tensor(-11.3329)
+    """
+
+    def __init__(self, event_shape: Sequence[int] | int, num_levels: int) -> None:
+        super().__init__(event_shape)
+        self.num_levels = check_int(num_levels, "num_levels", 2)
+        self.num_params = self.num_levels
+
+    def forward(self, params: Tensor) -> dist.TorchDistribution:
+        logits = torch.stack(self._split(params, self.num_levels), dim=-1)
+        return LevelCategorical(logits=logits).to_event(len(self.event_shape))
+
+    def check(self, x: Tensor) -> None:
+        _check_levels(x, self.num_levels, type(self).__name__)
+
+    def normalize(self, x: Tensor, dtype: torch.dtype) -> Tensor:
+        return x.to(dtype) / (self.num_levels - 1)
+
+
+LIKELIHOODS = (
+    "bernoulli",
+    "gaussian",
+    "discretized_logistic",
+    "discretized_logistic_mixture",
+    "categorical",
+)

@@ -18,6 +18,7 @@ from ...utils.registration import CollectedParams
 from .likelihoods import (
     LIKELIHOODS,
     BernoulliLikelihood,
+    CategoricalLikelihood,
     DiscretizedLogisticLikelihood,
     DiscretizedLogisticMixtureLikelihood,
     GaussianLikelihood,
@@ -27,7 +28,11 @@ from .networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from .posteriors import GaussianPosterior, make_posterior
 from .priors import PRIORS, StandardNormalPrior, VampPrior, flow_prior
 
-__all__ = ["VAE"]
+__all__ = ["VAE", "VAMP_WARMUP_STEPS"]
+
+#: The default KL warm-up of a VAE with a VampPrior, in gradient steps (see
+#: benchmarks/README.md, "VampPrior collapse", for the measurements).
+VAMP_WARMUP_STEPS = 500
 
 
 class VAE(nn.Module):
@@ -68,7 +73,12 @@ class VAE(nn.Module):
     :math:`\beta` (``poutine.scale`` in the model *and* the guide, so the ELBO
     becomes :math:`\mathbb{E}\log p(x|z) - \beta\,\mathrm{KL}`): ``beta =
     kl_weight * min(1, step / warmup_steps)``, where ``step`` counts the model's
-    gradient-enabled calls. Under ``torch.no_grad()`` (validation in ``fit``,
+    gradient-enabled calls. The default is :data:`VAMP_WARMUP_STEPS` steps with a
+    :class:`~.priors.VampPrior` and none with any other prior: with a flexible
+    likelihood (the discretized logistic mixture) and little data, a VampPrior
+    collapses within the first hundred steps without it, since its components are
+    the posterior's own, so an encoder that ignores :math:`x` makes the KL zero.
+    Under ``torch.no_grad()`` (validation in ``fit``,
     ``evaluate_loss``, ``importance_log_likelihood``) :math:`\beta = 1`: what is
     reported is always the true ELBO.
 
@@ -120,7 +130,8 @@ class VAE(nn.Module):
         likelihood: A :class:`~.likelihoods.Likelihood`; its ``event_shape`` is the data's.
         latent_dim: The latent dimension.
         kl_weight: :math:`\beta` after warm-up (positive; 1 for the ELBO).
-        warmup_steps: Steps of linear KL warm-up (0: none).
+        warmup_steps: Steps of linear KL warm-up (0: none; ``None``:
+            :data:`VAMP_WARMUP_STEPS` with a VampPrior, else 0).
         name: The name under which ``pyro.module`` registers the parameters.
         condition_dim: The size of the context :math:`c` of a conditional VAE (10 for
             one-hot digit labels), or ``None`` for an unconditional one.
@@ -143,7 +154,7 @@ class VAE(nn.Module):
         latent_dim: int,
         *,
         kl_weight: float = 1.0,
-        warmup_steps: int = 0,
+        warmup_steps: int | None = None,
         name: str = "vae",
         condition_dim: int | None = None,
     ) -> None:
@@ -171,6 +182,8 @@ class VAE(nn.Module):
         self.likelihood = likelihood
         self.event_shape = likelihood.event_shape
         self.kl_weight = kl_weight
+        if warmup_steps is None:
+            warmup_steps = VAMP_WARMUP_STEPS if isinstance(prior, VampPrior) else 0
         self.warmup_steps = check_int(warmup_steps, "warmup_steps", 0)
         self.num_steps = 0
         self.name = name
@@ -471,7 +484,7 @@ class VAE(nn.Module):
         num_pseudo_inputs: int = 50,
         num_components: int = 5,
         kl_weight: float = 1.0,
-        warmup_steps: int = 0,
+        warmup_steps: int | None = None,
         name: str = "vae",
         condition_dim: int | None = None,
         encoder: nn.Module | None = None,
@@ -492,8 +505,9 @@ class VAE(nn.Module):
                 ``encoder`` that returns :math:`q(z \mid x)` itself.
             likelihood: ``"bernoulli"``, ``"gaussian"``, ``"discretized_logistic"``,
                 ``"discretized_logistic_mixture"`` (``num_components`` components),
-                or a :class:`~.likelihoods.Likelihood`.
-            num_levels: :math:`L` for the discretized likelihoods.
+                ``"categorical"`` (a softmax over the levels of each pixel), or a
+                :class:`~.likelihoods.Likelihood`.
+            num_levels: :math:`L` for the discretized and categorical likelihoods.
             channels: Channels of the first convolution.
             context_dim: The size of the encoder's context :math:`h`.
             prior_layers: Layers of the flow prior.
@@ -502,7 +516,8 @@ class VAE(nn.Module):
             num_pseudo_inputs: The VampPrior's :math:`K`.
             num_components: Components of the mixture likelihood.
             kl_weight: :math:`\beta` after warm-up.
-            warmup_steps: Steps of KL warm-up.
+            warmup_steps: Steps of KL warm-up (``None``: :data:`VAMP_WARMUP_STEPS` for
+                the VampPrior, else 0).
             name: The ``pyro.module`` name.
             condition_dim: The size of the context :math:`c` of a conditional VAE
                 (concatenated to the encoder's features :math:`h` and to the latent),
@@ -564,7 +579,7 @@ class VAE(nn.Module):
         num_pseudo_inputs: int = 50,
         num_components: int = 5,
         kl_weight: float = 1.0,
-        warmup_steps: int = 0,
+        warmup_steps: int | None = None,
         name: str = "vae",
         condition_dim: int | None = None,
         encoder: nn.Module | None = None,
@@ -644,7 +659,7 @@ class VAE(nn.Module):
         flow_hidden_dims: Sequence[int] | None,
         num_pseudo_inputs: int,
         kl_weight: float,
-        warmup_steps: int,
+        warmup_steps: int | None,
         name: str,
         condition_dim: int | None = None,
     ) -> VAE:
@@ -764,4 +779,6 @@ def _make_likelihood(
         )
     if spec == "discretized_logistic":
         return DiscretizedLogisticLikelihood(event_shape, num_levels)
+    if spec == "categorical":
+        return CategoricalLikelihood(event_shape, num_levels)
     return DiscretizedLogisticMixtureLikelihood(event_shape, num_levels, num_components)
