@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -60,6 +61,7 @@ def main() -> None:
     if args.smoke:
         test, epochs, max_seconds, num_samples = test[:8], 1, 30.0, 20
     print(f"threads {torch.get_num_threads()} | seed {args.seed} | K {num_samples}")
+    print("load averages at start: " + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
     print(f"digits: train {len(data.train)}, validation {len(data.validation)}, test {len(test)}")
 
     pyro.clear_param_store()
@@ -127,6 +129,7 @@ def main() -> None:
         f"\nspeed-up {before / after:.2f}x; scoring at {after / train_seconds:.2f}x the training "
         f"time (target <= 1)"
     )
+    print("load averages at end: " + ", ".join(f"{v:.2f}" for v in os.getloadavg()))
     if args.json:
         out = {
             "benchmark": "scoring_cost",

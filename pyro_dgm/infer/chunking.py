@@ -54,7 +54,12 @@ FALLBACK_CHUNK_SIZE = 100
 
 class StateChangeError(RuntimeError):
     """A probe pass would have changed a tensor that existed before it (a parameter, a
-    buffer: e.g. an ActNorm layer's data-dependent initialisation); it was stopped first."""
+    buffer: e.g. an ActNorm layer's data-dependent initialisation); it was stopped first.
+
+    Example:
+        >>> issubclass(StateChangeError, RuntimeError)
+        True
+    """
 
 
 class _LiveBytes(TorchDispatchMode):
@@ -133,7 +138,12 @@ def peak_bytes(fn: Callable[[], Any], guard: bool = False) -> int:
 
 
 def default_memory_budget(batch: Batch) -> int:
-    """:data:`DEFAULT_CPU_BUDGET` for data on a CPU, else :data:`DEFAULT_DEVICE_BUDGET`."""
+    """:data:`DEFAULT_CPU_BUDGET` for data on a CPU, else :data:`DEFAULT_DEVICE_BUDGET`.
+
+    Example:
+        >>> default_memory_budget(Batch((torch.zeros(2, 3),), {})) == DEFAULT_CPU_BUDGET
+        True
+    """
     return DEFAULT_CPU_BUDGET if batch.x.device.type == "cpu" else DEFAULT_DEVICE_BUDGET
 
 
