@@ -271,9 +271,10 @@ def channels_last_convolutions(*fns: Callable, enabled: bool = True) -> Iterator
 
 
 def has_latent_sites(model: Callable, guide: Callable, batch: Batch) -> bool:
-    """Whether the model, replayed on the guide's draws, has an unobserved sample site,
-    checked on a trace without log-probabilities (no layer scores anything, so none
-    initialises itself) and with the random state restored.
+    """Whether the guide draws anything or the model, replayed on the guide's draws, has
+    an unobserved sample site (else every importance weight is the same), checked on a
+    trace without log-probabilities (no layer scores anything, so none initialises
+    itself) and with the random state restored.
 
     Example:
         >>> import pyro
@@ -291,4 +292,5 @@ def has_latent_sites(model: Callable, guide: Callable, batch: Batch) -> bool:
             model_trace = batch.call(poutine.trace(replayed).get_trace)
     finally:
         pyro.util.set_rng_state(state)
-    return any(not site["is_observed"] for site in sample_sites(model_trace).values())
+    unobserved = any(not site["is_observed"] for site in sample_sites(model_trace).values())
+    return unobserved or bool(sample_sites(guide_trace))
