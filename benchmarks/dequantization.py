@@ -244,7 +244,7 @@ def main() -> None:
 
             def evaluate() -> list[infer.LogLikelihood]:
                 return infer.likelihood_bounds(
-                    pair.model, pair.guide, test, num_samples=(args.num_samples,), chunk_size=50
+                    pair.model, pair.guide, test, num_samples=(args.num_samples,)
                 )
 
             return pair.model, pair.guide, [pair], evaluate

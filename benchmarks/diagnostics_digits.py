@@ -142,7 +142,12 @@ def main() -> None:
         default="train",
         help="the points of ELBO surgery (Hoffman & Johnson: the training set)",
     )
-    parser.add_argument("--chunk", type=int, default=200, help="IW draws per vectorized pass")
+    parser.add_argument(
+        "--chunk",
+        type=int,
+        default=None,
+        help="IW draws per pass (default: from the memory budget)",
+    )
     parser.add_argument("--max-points", type=int, default=None, help="first N test points")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)

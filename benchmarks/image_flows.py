@@ -215,7 +215,7 @@ def run_pyro_dgm(
     )
     with torch.no_grad():
         bounds = infer.likelihood_bounds(
-            pair.model, pair.guide, data.test, num_samples=(args.num_samples,), chunk_size=20
+            pair.model, pair.guide, data.test, num_samples=(args.num_samples,)
         )
     bits = {b.bound: b.bits_per_dim for b in bounds}
     name = f"pyro_dgm {'Glow' if kind == 'glow' else 'RealNVP'} + {dequantization}"

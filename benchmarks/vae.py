@@ -122,7 +122,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=float, default=60.0, help="training seconds per run")
     parser.add_argument("--num-samples", type=int, default=1000, help="K of the IW bound")
-    parser.add_argument("--chunk", type=int, default=100, help="IW draws per vectorized pass")
+    parser.add_argument(
+        "--chunk",
+        type=int,
+        default=None,
+        help="IW draws per pass (default: from the memory budget)",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--latent-dim", type=int, default=16)
