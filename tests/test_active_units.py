@@ -97,7 +97,11 @@ def test_evaluate_reports_active_units_and_warns_of_collapse(tmp_path, capsys) -
     fast = ["--epochs", "1", "--hidden", "8", "--num-samples", "4", "--quiet"]
     # one epoch of a VampPrior without warm-up: the means of q(z | x) barely move with x
     argv = ["fit", "--data", "moons", "--model", "vae", "--prior", "vamp", "--kl-warmup", "0"]
-    assert cli.main([*argv, *fast, "--out", str(out)]) == 0
+    with pytest.warns(PosteriorCollapseWarning):  # fit's report says it too
+        assert cli.main([*argv, *fast, "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["active_units"]["collapsed"] and metrics["active_units"]["latent_dim"] == 2
+    assert metrics["posterior_collapse"].startswith("posterior collapse")
     capsys.readouterr()
     with pytest.warns(PosteriorCollapseWarning):
         assert cli.main(["evaluate", str(out), "--max-points", "50", "--num-samples", "8"]) == 0
@@ -108,3 +112,15 @@ def test_evaluate_reports_active_units_and_warns_of_collapse(tmp_path, capsys) -
     assert report["posterior_collapse"].startswith("posterior collapse")
     assert f"active units {units['count']} of 2 (POSTERIOR COLLAPSE)" in printed
     assert ActiveUnits.__name__ in dir(__import__("pyro_dgm").diagnostics)
+
+
+def test_a_healthy_fit_records_its_active_units_without_a_warning(tmp_path) -> None:
+    import warnings
+
+    out = tmp_path / "vae"
+    argv = ["fit", "--data", "digits", "--model", "vae", "--epochs", "3", "--hidden", "8"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PosteriorCollapseWarning)
+        assert cli.main([*argv, "--num-samples", "4", "--quiet", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["active_units"]["count"] > 0 and metrics["posterior_collapse"] is None

@@ -36,10 +36,9 @@ from torch import Tensor
 
 from .. import plots
 from ..diagnostics import (
-    PosteriorCollapseWarning,
     SaturatedMutualInformationWarning,
-    active_units,
     arviz_module,
+    collapse_report,
     elbo_surgery,
     pointwise_to_inference_data,
     summarize_pareto_k,
@@ -172,20 +171,6 @@ def _parameters_epoch(history: Any, complete: bool) -> int:
     if history is None or not history.epoch:
         return 0
     return (history.best_epoch or history.epoch[-1]) if complete else history.epoch[-1]
-
-
-def _active_units(pair: Any, inputs: tuple[Tensor, ...]) -> tuple[dict[str, Any], str | None]:
-    """The VAE's active units on the evaluated points, and the collapse warning's text
-    (also raised again, so that collapse is never silent) or ``None``."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", PosteriorCollapseWarning)
-        units = active_units(pair, *inputs)
-    collapse = None
-    for warning in caught:
-        if issubclass(warning.category, PosteriorCollapseWarning):
-            collapse = str(warning.message)
-        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
-    return units.to_dict(), collapse
 
 
 def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
@@ -329,7 +314,7 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
             report["loo"] = f"not available: {error}"
         report["seconds"]["arviz"] = time.perf_counter() - start
     if config.model == "vae":
-        report["active_units"], report["posterior_collapse"] = _active_units(pair, inputs)
+        report["active_units"], report["posterior_collapse"] = collapse_report(pair, *inputs)
     title = config.model
     if config.model == "vae":
         title += f" ({config.prior} prior, {config.posterior} posterior)"

@@ -37,6 +37,7 @@ import torch
 
 from .. import datasets, infer, models, plots
 from .._version import __version__
+from ..diagnostics import collapse_report
 from ..infer.checkpoint import read_checkpoint
 from ..infer.distributed import ProcessGroup, process_group
 from ..utils.checks import check_int
@@ -377,6 +378,11 @@ def report(
         "seed": config.seed,
         "versions": _versions(),
     }
+    if config.model == "vae":  # posterior collapse is never silent: recorded and warned
+        test_points = _on(_pair_device(pair), split_args(data, "test"))
+        metrics["active_units"], metrics["posterior_collapse"] = collapse_report(
+            pair, *test_points
+        )
     on = f"on {data.name}, given the label" if config.conditional else f"on {data.name}"
     title = f"{config.model} {on}: test NLL {-test.nats:.3f} nats ({test.bound})"
     if discrete:

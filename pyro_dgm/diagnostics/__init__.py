@@ -24,6 +24,7 @@ from .active_units import (
     ActiveUnits,
     PosteriorCollapseWarning,
     active_units,
+    collapse_report,
 )
 from .arviz import arviz_module, pointwise_to_inference_data, psislw, to_inference_data
 from .pareto import BANDS, pareto_k, summarize_pareto_k
@@ -37,6 +38,7 @@ __all__ = [
     "SaturatedMutualInformationWarning",
     "active_units",
     "arviz_module",
+    "collapse_report",
     "elbo_surgery",
     "pareto_k",
     "pointwise_to_inference_data",

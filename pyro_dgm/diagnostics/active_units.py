@@ -19,6 +19,7 @@ __all__ = [
     "ActiveUnits",
     "PosteriorCollapseWarning",
     "active_units",
+    "collapse_report",
 ]
 
 #: Burda et al.'s threshold on :math:`\mathrm{Cov}_x(\mathbb E_{q(z|x)}[z_u])`.
@@ -206,3 +207,26 @@ def _collapse_message(result: ActiveUnits) -> str:
         "the latent carries (almost) nothing about x and the decoder models the data without "
         "it; try KL warm-up (warmup_steps, --kl-warmup) or a less flexible likelihood"
     )
+
+
+def collapse_report(vae: Any, x: Tensor, context: Tensor | None = None) -> tuple[dict, str | None]:
+    """:func:`active_units` as a report: the counts as a JSON-ready dict, and the text of
+    the :class:`PosteriorCollapseWarning` (``None`` without one), which is also raised
+    again, so that a command that records it still lets the user see it.
+
+    Example:
+        >>> from pyro_dgm.models import VAE
+        >>> vae = VAE.for_vectors(4, latent_dim=2)
+        >>> units, collapse = collapse_report(vae, torch.randn(32, 4))
+        >>> units["latent_dim"], collapse is None or collapse.startswith("posterior collapse")
+        (2, True)
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PosteriorCollapseWarning)
+        units = active_units(vae, x, context)
+    collapse = None
+    for warning in caught:
+        if issubclass(warning.category, PosteriorCollapseWarning):
+            collapse = str(warning.message)
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return units.to_dict(), collapse
