@@ -195,6 +195,37 @@ def test_fit_autoregressive_models_report_exact_bits_per_dim(tmp_path, model, da
     assert (out / "samples.png").exists()
 
 
+@pytest.mark.parametrize(
+    ("model", "data"), [("pixelcnn", "digits"), ("wavenet", "digit_sequences")]
+)
+def test_output_categorical_builds_softmax_conditionals_that_evaluate_reads(
+    tmp_path, model, data
+) -> None:
+    out = tmp_path / model
+    argv = ["fit", "--data", data, "--model", model, "--epochs", "1", "--hidden", "8"]
+    argv += ["--num-layers", "1", "--output", "categorical", "--out", str(out), "--quiet"]
+    assert cli.main(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["architecture"]["output"] == "categorical"
+    config = cli.RunConfig.from_json((out / "config.json").read_text())
+    assert config.output == "categorical"
+    levels = cli.datasets.load(data).num_levels
+    _, pair = cli.build_pair(config, cli.datasets.load(data))
+    assert pair.module.output == "categorical" and pair.module.num_params == levels
+    points = len(cli.datasets.load(data).test)
+    assert cli.main(["evaluate", str(out), "--max-points", str(points)]) == 0
+    report = json.loads((out / "diagnostics.json").read_text())
+    assert math.isclose(-report["log_likelihood"]["nats"], metrics["test_nll_nats"], rel_tol=1e-5)
+
+
+def test_output_is_refused_where_there_are_no_autoregressive_conditionals(capsys) -> None:
+    argv = ["fit", "--data", "digits", "--model", "vae", "--output", "categorical"]
+    assert cli.main([*argv, "--quiet"]) == 2
+    assert "a VAE uses --likelihood" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="output: expected one of"):
+        cli.RunConfig(model="pixelcnn", data="digits", output="softmax")
+
+
 def test_autoregressive_models_refuse_dequantization(tmp_path, capsys) -> None:
     argv = ["fit", "--data", "digits", "--model", "pixelcnn", "--dequantization", "uniform"]
     assert cli.main([*argv, "--out", str(tmp_path), "--quiet"]) == 2
@@ -757,6 +788,13 @@ def test_a_config_of_an_earlier_format_still_reads(tmp_path, glow_run) -> None:
     config = cli.RunConfig.from_json((out / "config.json").read_text())
     assert config.conditional is False and config.device == "cpu"
     assert cli.main(["evaluate", str(out), "--max-points", "20"]) == 0
+    third = {k: v for k, v in state.items() if k != "output"}
+    assert cli.RunConfig.from_dict(third | {"format": "pyro_dgm.run_config/3"}).output is None
+    pixelcnn = cli.RunConfig(data="digits", model="pixelcnn").to_dict()
+    del pixelcnn["output"]  # runs before format 4 were all built with the logistic mixture
+    for earlier in ("pyro_dgm.run_config/3", "pyro_dgm.run_config/2"):
+        older = cli.RunConfig.from_dict(pixelcnn | {"format": earlier})
+        assert older.output == "logistic_mixture"
     with pytest.raises(ValueError, match="conditional: expected true or false"):
         cli.RunConfig(conditional="yes")
 

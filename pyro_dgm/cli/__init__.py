@@ -37,7 +37,14 @@ from typing import NoReturn
 
 from .. import datasets, models
 from .._version import __version__
-from .build import FLOW_BUILDERS, IMAGE_FLOW_BUILDERS, build_pair, resolve_config
+from ..distributions import OUTPUTS
+from .build import (
+    AUTOREGRESSIVE_OUTPUT,
+    FLOW_BUILDERS,
+    IMAGE_FLOW_BUILDERS,
+    build_pair,
+    resolve_config,
+)
 from .compress import add_compress_parsers
 from .config import DATA_NAMES, MODEL_NAMES, RunConfig
 from .defaults import TRAINING_DEFAULTS
@@ -167,6 +174,14 @@ def _add_fit_parser(commands: argparse._SubParsersAction) -> None:
         type=int,
         help="K of the importance-weighted test bound of latent-variable pairs (VAEs, "
         "dequantized flows; default 1000)",
+    )
+    autoregressive = fit.add_argument_group("autoregressive models (pixelcnn, wavenet)")
+    _given(
+        autoregressive,
+        "--output",
+        choices=list(OUTPUTS),
+        help="each conditional: a mixture of discretized logistics over the levels, or a "
+        f"categorical (a softmax over the levels); default {AUTOREGRESSIVE_OUTPUT}",
     )
     vae = fit.add_argument_group("VAE (--model vae)")
     _given(vae, "--prior", choices=list(models.PRIORS), help="default normal")

@@ -39,6 +39,7 @@ from .config import RunConfig
 from .defaults import training_defaults
 
 __all__ = [
+    "AUTOREGRESSIVE_OUTPUT",
     "CONDITIONAL_FLOWS",
     "FLOW_BUILDERS",
     "IMAGE_FLOW_BUILDERS",
@@ -84,6 +85,10 @@ FLOW_BUILDERS: dict[str, Callable[..., flows.Flow]] = {
     "zuko-maf": lambda dim, a: _zuko_flow("MAF", dim, a),
     "zuko-nsf": lambda dim, a: _zuko_flow("NSF", dim, a),
 }
+
+#: The conditionals of ``--model pixelcnn`` and ``wavenet`` unless ``--output`` says
+#: otherwise.
+AUTOREGRESSIVE_OUTPUT = "logistic_mixture"
 
 #: The vector flows that take a context (``--conditional`` on continuous data).
 CONDITIONAL_FLOWS = ("maf", "iaf", "realnvp", "nice", "glow")
@@ -268,6 +273,16 @@ def resolve_config(
                 f"image data); {where} does not use it",
             )
 
+    if kind == "autoregressive":
+        default("output", AUTOREGRESSIVE_OUTPUT)
+    else:
+        unused(
+            "output",
+            "is the conditional distribution of an autoregressive model (--model pixelcnn or "
+            f"wavenet); {where} does not use it"
+            + ("; a VAE uses --likelihood" if kind == "vae" else ""),
+        )
+
     if is_latent_variable_model(config.model, data):
         default("num_samples", 1000)
     else:
@@ -341,7 +356,12 @@ def build_pair(config: RunConfig, data: datasets.Dataset) -> tuple[datasets.Data
     context = {} if not config.conditional else {"context_dim": _context_dim(data)}
     if kind == "autoregressive":
         return data, models.build_autoregressive(
-            config.model, data, hidden=config.hidden, num_layers=config.num_layers, **context
+            config.model,
+            data,
+            hidden=config.hidden,
+            num_layers=config.num_layers,
+            output=config.output,
+            **context,
         )
     if kind == "vae":
         return _build_vae(config, data)
@@ -468,6 +488,7 @@ def _architecture(config: RunConfig, data: datasets.Dataset) -> dict[str, Any]:
         "num_layers": config.num_layers,
         "layers_are": "gated blocks" if config.model == "pixelcnn" else "dilated layers",
         "hidden": config.hidden,
+        "output": config.output,
     }
 
 

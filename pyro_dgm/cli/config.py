@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import datasets, models
+from ..distributions import OUTPUTS
 from ..utils.checks import check_choice, check_int, check_number
 from .devices import check_device_name
 
@@ -29,14 +30,18 @@ __all__ = [
     "RunConfig",
 ]
 
-CONFIG_FORMAT = "pyro_dgm.run_config/3"
+CONFIG_FORMAT = "pyro_dgm.run_config/4"
 #: The settings a config of an earlier format lacks, with the value its runs had
-#: (``memory_saving`` ``None``: resolved to ordinary backpropagation for image flows).
+#: (``memory_saving`` ``None``: resolved to ordinary backpropagation for image flows;
+#: ``output``: see :func:`_added_output`).
 _ADDED_IN_3 = {"memory_saving": None, "dropout": None, "weight_decay": 0.0, "ema": None}
 _ADDED_SETTINGS = {
     "pyro_dgm.run_config/1": {"conditional": False, "device": "cpu", **_ADDED_IN_3},
     "pyro_dgm.run_config/2": _ADDED_IN_3,
+    "pyro_dgm.run_config/3": {},
 }
+#: The output every autoregressive run had before ``output`` was a setting.
+_OUTPUT_BEFORE_4 = "logistic_mixture"
 
 #: The vector flows of ``--model`` (their builders are in :mod:`pyro_dgm.cli.build`).
 FLOW_MODELS = ("glow", "iaf", "maf", "nice", "realnvp", "spline", "zuko-maf", "zuko-nsf")
@@ -100,6 +105,7 @@ _CHECKS: dict[str, Any] = {
     "dropout": _optional(
         lambda value, name: check_number(value, name, minimum=0.0, maximum=0.999)
     ),
+    "output": _optional(_string(OUTPUTS)),
     "dequantization": _optional(_string(tuple(sorted(models.DEQUANTIZATIONS)))),
     "num_samples": _optional(_int(1)),
     "prior": _optional(_string(models.PRIORS)),
@@ -147,6 +153,8 @@ class RunConfig:
             so activation memory does not grow with depth).
         dropout: Dropout probability in a multi-scale image flow's coupling networks
             (training only).
+        output: The conditionals of an autoregressive model (``"logistic_mixture"`` or
+            ``"categorical"``, see :class:`~pyro_dgm.distributions.PixelCNN`).
         dequantization: ``"uniform"`` or ``"variational"`` (flows on discrete data).
         num_samples: :math:`K` of the importance-weighted test bound (latent-variable
             pairs: VAEs, dequantized flows).
@@ -192,6 +200,7 @@ class RunConfig:
     steps_per_level: int | None = None
     memory_saving: bool | None = None
     dropout: float | None = None
+    output: str | None = None
     dequantization: str | None = None
     num_samples: int | None = None
     prior: str | None = None
@@ -237,7 +246,7 @@ class RunConfig:
                 f"{source}: expected format {CONFIG_FORMAT!r}, got {state.get('format')!r}"
             )
         if added is not None:
-            state = added | state
+            state = added | {"output": _added_output(state)} | state
         names = [field.name for field in dataclasses.fields(cls)]
         missing = [name for name in names if name not in state]
         unknown = sorted(set(state) - {"format", *names})
@@ -265,6 +274,12 @@ class RunConfig:
         return dataclasses.replace(self, **changes)
 
 
+def _added_output(state: dict[str, Any]) -> str | None:
+    """The ``output`` of a run of a config format before 4: what its autoregressive model
+    was built with (a run of another model has none)."""
+    return _OUTPUT_BEFORE_4 if state.get("model") in models.AUTOREGRESSIVE_MODELS else None
+
+
 #: The keys of the namespace that ``pyro-dgm fit`` wrote as ``metrics.json["config"]``
 #: before run folders had a ``config.json``: how to run, not what was run.
 LEGACY_EXECUTION_KEYS = frozenset({"command", "out", "quiet", "threads"})
@@ -285,6 +300,7 @@ def from_legacy_namespace(state: object, source: str) -> RunConfig:
             f"{source}: not a config of pyro-dgm fit; missing {missing}, unknown {unknown}"
         )
     try:
-        return RunConfig(**{k: v for k, v in state.items() if k in names})
+        settings = {"output": _added_output(state)} | state
+        return RunConfig(**{k: v for k, v in settings.items() if k in names})
     except ValueError as error:
         raise ValueError(f"{source}: {error}") from error
