@@ -173,7 +173,14 @@ def main() -> None:
             pool.submit(run_one, MODELS[m], s, r, args): (m, r, s) for m, r, s in slow_first
         }
         for future in tqdm(concurrent.futures.as_completed(futures), total=len(jobs), desc="runs"):
-            done[futures[future]] = future.result()
+            name, regularised, seed = futures[future]
+            run = done[name, regularised, seed] = future.result()
+            tqdm.write(  # each run as it ends, so a stopped benchmark keeps what it measured
+                f"{name} | reg. {'on' if regularised else 'off'} | seed {seed} | "
+                f"{run['nats']:.2f} nats ({run['bound']}) | best epoch {run['best_epoch']}/"
+                f"{run['epochs']} ({run['stop_reason']}) | train {run['train_seconds']:.0f} s"
+                f" | score {run['score_seconds']:.0f} s"
+            )
     results: dict[tuple[str, bool], list[dict]] = {}
     for name, regularised, seed in jobs:  # in the order of the table, seeds in order
         results.setdefault((name, regularised), []).append(done[(name, regularised, seed)])
