@@ -96,6 +96,62 @@ def test_parameters_never_see_the_present_or_future(c: int, output: str, depth: 
         _assert_causal(_dependencies(params, shape, module.num_params), shape)
 
 
+@pytest.mark.parametrize("c", [1, 3])
+def test_dropout_keeps_the_networks_causal_while_training(c: int) -> None:
+    """Dropout draws a mask per feature and position: in train() mode, with features
+    dropped, a position's parameters still see only its past."""
+    width = 8 * c
+    images = _pixelcnn((c, 4, 5), 6, "categorical", hidden_channels=width, dropout=0.5)
+    sequences = _wavenet((c, 10), 6, "categorical", residual_channels=width, dropout=0.5)
+    for module in (images, sequences):
+        module.train()
+        shape = tuple(module.event_shape)
+
+        def params(y: Tensor, module=module) -> Tensor:
+            return module.network(module._scale_input(y))
+
+        _assert_causal(_dependencies(params, shape, module.num_params), shape)
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda p: _pixelcnn((2, 3, 3), levels=5, dropout=p),
+        lambda p: _wavenet((1, 8), levels=5, output="categorical", dropout=p),
+    ],
+    ids=["pixelcnn", "wavenet"],
+)
+def test_dropout_is_random_in_training_and_off_in_eval_and_generation(build) -> None:
+    module = build(0.5)
+    y = torch.randint(0, module.num_levels, (4, *module.event_shape))
+    module.train()
+    assert not torch.equal(module().log_prob(y), module().log_prob(y))  # new masks
+    module.eval()
+    evaluated = module().log_prob(y)
+    assert torch.equal(evaluated, module().log_prob(y))
+    plain = build(0.0)
+    plain.load_state_dict(module.state_dict())  # dropout has no parameters
+    torch.testing.assert_close(evaluated, plain.eval()().log_prob(y), rtol=0, atol=0)
+    # generation runs the network as evaluated, in either mode, and leaves the mode as it was
+    module.train()
+    torch.manual_seed(5)
+    naive = module().sample((3,), method="naive")
+    torch.manual_seed(5)
+    cached = module().sample((3,), method="cached")
+    torch.manual_seed(5)
+    expected = plain().sample((3,), method="cached")
+    assert torch.equal(naive, cached) and torch.equal(cached, expected)
+    assert module.network.training
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, "0.5", True])
+def test_dropout_of_the_autoregressive_networks_out_of_range_is_refused(bad) -> None:
+    with pytest.raises(ValueError, match="dropout: expected"):
+        PixelCNN((1, 4, 4), 5, dropout=bad)
+    with pytest.raises(ValueError, match="dropout: expected"):
+        WaveNet(16, 5, dropout=bad)
+
+
 # ---------------------------------------------------------------------------
 # log_prob against an independent brute-force chain rule
 # ---------------------------------------------------------------------------

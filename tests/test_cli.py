@@ -123,6 +123,21 @@ def test_memory_saving_trains_the_image_flow_through_the_rebuilding_backward(
     )
 
 
+@pytest.mark.parametrize("model, data", [("pixelcnn", "digits"), ("wavenet", "digit_sequences")])
+def test_dropout_reaches_the_autoregressive_networks(model: str, data: str) -> None:
+    loaded = cli.datasets.load(data)
+    config = cli.RunConfig(model=model, data=data, hidden=4, num_layers=2, dropout=0.2)
+    resolved = cli.resolve_config(config, loaded)
+    _, pair = cli.build_pair(resolved, loaded)
+    rates = {m.dropout for m in pair.modules() if isinstance(getattr(m, "dropout", None), float)}
+    assert rates == {0.2}
+    assert cli.build.architecture(resolved, loaded)["dropout"] == 0.2
+    plain = cli.resolve_config(cli.RunConfig(model=model, data=data), loaded)
+    assert plain.dropout == 0.0
+    with pytest.raises(ValueError, match="--dropout: is a setting of the multi-scale"):
+        cli.resolve_config(cli.RunConfig(model="vae", dropout=0.1), cli.datasets.load("digits"))
+
+
 def test_dropout_reaches_the_image_flow_and_is_refused_with_memory_saving(capsys) -> None:
     digits = cli.datasets.load("digits")
     config = cli.RunConfig(model="realnvp", data="digits", hidden=4, num_layers=2, dropout=0.3)

@@ -143,7 +143,8 @@ def _add_fit_parser(commands: argparse._SubParsersAction) -> None:
         image,
         "--dropout",
         type=float,
-        help="dropout probability in the coupling networks' residual blocks, during training "
+        help="dropout probability during training: in the coupling networks' residual blocks "
+        "of an image flow, or on the gated features of pixelcnn's and wavenet's layers "
         "(default 0)",
     )
     _given(fit, "--patience", type=int, help=f"early-stopping patience ({_per_kind('patience')})")

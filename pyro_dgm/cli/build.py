@@ -266,11 +266,20 @@ def resolve_config(
                 f"step and would draw other dropout masks), got {changes['dropout']}"
             )
     else:
-        for name in ("levels", "steps_per_level", "memory_saving", "dropout"):
+        for name in ("levels", "steps_per_level", "memory_saving"):
             unused(
                 name,
                 "is a setting of the multi-scale image flows (--model glow or realnvp on "
                 f"image data); {where} does not use it",
+            )
+        if kind == "autoregressive":
+            default("dropout", 0.0)
+        else:
+            unused(
+                "dropout",
+                "is a setting of the multi-scale image flows (--model glow or realnvp on "
+                f"image data) and the autoregressive models (pixelcnn, wavenet); {where} "
+                "does not use it",
             )
 
     if kind == "autoregressive":
@@ -361,6 +370,7 @@ def build_pair(config: RunConfig, data: datasets.Dataset) -> tuple[datasets.Data
             hidden=config.hidden,
             num_layers=config.num_layers,
             output=config.output,
+            dropout=config.dropout or 0.0,
             **context,
         )
     if kind == "vae":
@@ -489,6 +499,7 @@ def _architecture(config: RunConfig, data: datasets.Dataset) -> dict[str, Any]:
         "layers_are": "gated blocks" if config.model == "pixelcnn" else "dilated layers",
         "hidden": config.hidden,
         "output": config.output,
+        "dropout": config.dropout,
     }
 
 

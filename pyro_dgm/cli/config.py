@@ -151,8 +151,8 @@ class RunConfig:
             backpropagation (:class:`~pyro_dgm.transforms.MemorySavingStack`: each
             level's steps rebuild their inputs from their outputs in the backward pass,
             so activation memory does not grow with depth).
-        dropout: Dropout probability in a multi-scale image flow's coupling networks
-            (training only).
+        dropout: Dropout probability in a multi-scale image flow's coupling networks or
+            in the gated layers of an autoregressive model (training only).
         output: The conditionals of an autoregressive model (``"logistic_mixture"`` or
             ``"categorical"``, see :class:`~pyro_dgm.distributions.PixelCNN`).
         dequantization: ``"uniform"`` or ``"variational"`` (flows on discrete data).

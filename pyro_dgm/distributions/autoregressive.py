@@ -496,8 +496,15 @@ class AutoregressiveModule(nn.Module, ConditionalDistribution):
                 )
             return out
 
-        with torch.no_grad():
-            y = self._generate(n, context, chosen, method)
+        # dropout regularises training only: generation (sampling, decoding) runs the
+        # network as it is evaluated, so "cached" and "naive" draw the same values
+        training = self.network.training
+        self.network.eval()
+        try:
+            with torch.no_grad():
+                y = self._generate(n, context, chosen, method)
+        finally:
+            self.network.train(training)
         if not bool(((y >= 0) & (y <= levels - 1) & (y == y.floor())).all()):
             raise ValueError(
                 f"choose: returned values outside the levels {{0, ..., {levels - 1}}}"
@@ -560,6 +567,8 @@ class PixelCNN(AutoregressiveModule):
         num_components: :math:`K`, logistics per mixture.
         context_dim: Size of a context vector (a one-hot class label, a VAE latent), or
             ``None``.
+        dropout: Dropout probability inside the gated blocks while training
+            (``train()`` mode; scoring in ``eval()`` mode and generation go without it).
 
     Example:
         >>> pixelcnn = PixelCNN((1, 4, 4), num_levels=5, hidden_channels=8, num_layers=2)
@@ -579,6 +588,7 @@ class PixelCNN(AutoregressiveModule):
         output: str = "logistic_mixture",
         num_components: int = 5,
         context_dim: int | None = None,
+        dropout: float = 0.0,
     ) -> None:
         shape = tuple(event_shape) if isinstance(event_shape, Sequence) else ()
         if len(shape) != 3 or any(
@@ -595,6 +605,7 @@ class PixelCNN(AutoregressiveModule):
             num_layers=num_layers,
             kernel_size=kernel_size,
             context_dim=self.context_dim,
+            dropout=dropout,
         )
 
     @property
@@ -666,6 +677,8 @@ class WaveNet(AutoregressiveModule):
         output: ``"logistic_mixture"`` or ``"categorical"``.
         num_components: :math:`K`, logistics per mixture.
         context_dim: Size of a context vector, or ``None``.
+        dropout: Dropout probability on each layer's gated features while training
+            (``train()`` mode; scoring in ``eval()`` mode and generation go without it).
 
     Example:
         >>> wavenet = WaveNet(64, num_levels=17, residual_channels=8, num_layers=6)
@@ -687,6 +700,7 @@ class WaveNet(AutoregressiveModule):
         output: str = "logistic_mixture",
         num_components: int = 5,
         context_dim: int | None = None,
+        dropout: float = 0.0,
     ) -> None:
         if isinstance(event_shape, Integral) and not isinstance(event_shape, bool):
             event_shape = (1, int(event_shape))
@@ -710,6 +724,7 @@ class WaveNet(AutoregressiveModule):
             kernel_size=kernel_size,
             skip_channels=skip_channels,
             context_dim=self.context_dim,
+            dropout=dropout,
         )
 
     @property

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..utils.checks import check_int
+from ..utils.checks import check_int, check_number
 from .masked_conv import MaskedConv2d, check_context, check_groups, gated_activation
 
 __all__ = ["GatedPixelCNNBlock", "PixelCNNCache", "PixelCNNNetwork"]
@@ -51,6 +51,9 @@ class GatedPixelCNNBlock(nn.Module):
         kernel_size: The odd width :math:`k` of both convolutions.
         data_channels: :math:`C`, the channels of the data.
         context_dim: Size of the context vector, or ``None``.
+        dropout: The dropout probability on the horizontal stack's gated features before
+            the 1x1 convolution (``train()`` mode only). Dropping features position by
+            position keeps the block causal.
 
     Example:
         >>> block = GatedPixelCNNBlock(4, context_dim=2)
@@ -70,11 +73,13 @@ class GatedPixelCNNBlock(nn.Module):
         kernel_size: int = 3,
         data_channels: int = 1,
         context_dim: int | None = None,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         check_groups("channels", check_int(channels, "channels", 1), data_channels)
         half = kernel_size // 2
         self.kernel_size = kernel_size
+        self.dropout = check_number(dropout, "dropout", minimum=0.0, maximum=0.999)
         self.vertical = nn.Conv2d(channels, 2 * channels, (half + 1, kernel_size))
         self.vertical_to_horizontal = nn.Conv2d(2 * channels, 2 * channels, 1)
         self.horizontal = MaskedConv2d(
@@ -92,7 +97,8 @@ class GatedPixelCNNBlock(nn.Module):
         if self.condition is not None:
             cv, ch = self.condition(context)[..., None, None].chunk(2, dim=1)
             vf, hf = vf + cv, hf + ch
-        return gated_activation(vf), h + self.horizontal_out(gated_activation(hf))
+        hz = F.dropout(gated_activation(hf), self.dropout, self.training and self.dropout > 0)
+        return gated_activation(vf), h + self.horizontal_out(hz)
 
 
 class PixelCNNNetwork(nn.Module):
@@ -123,6 +129,8 @@ class PixelCNNNetwork(nn.Module):
         num_layers: :math:`N \ge 1`, the gated blocks.
         kernel_size: The odd width :math:`k \ge 3` of the convolutions.
         context_dim: Size of the context vector, or ``None``.
+        dropout: The dropout probability inside each gated block (``train()`` mode only;
+            :meth:`cache` computes the network as evaluated, without it).
 
     Example:
         >>> net = PixelCNNNetwork(1, out_features=4, hidden_channels=8, num_layers=2)
@@ -138,6 +146,7 @@ class PixelCNNNetwork(nn.Module):
         num_layers: int = 5,
         kernel_size: int = 3,
         context_dim: int | None = None,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         c = check_int(data_channels, "data_channels", 1)
@@ -158,7 +167,8 @@ class PixelCNNNetwork(nn.Module):
         self.vertical_input = nn.Conv2d(c, hid, (half + 1, kernel_size))
         self.horizontal_input = MaskedConv2d(c, hid, (1, kernel_size), "A", c)
         self.blocks = nn.ModuleList(
-            GatedPixelCNNBlock(hid, kernel_size, c, context_dim) for _ in range(num_layers)
+            GatedPixelCNNBlock(hid, kernel_size, c, context_dim, dropout)
+            for _ in range(num_layers)
         )
         self.output_hidden = MaskedConv2d(hid, hid, 1, "B", c)
         self.output = MaskedConv2d(hid, c * out_features, 1, "B", c)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..utils.checks import check_int
+from ..utils.checks import check_int, check_number
 from .masked_conv import CausalConv1d, check_context, check_groups, gated_activation
 
 __all__ = ["WaveNetCache", "WaveNetNetwork"]
@@ -55,6 +55,10 @@ class WaveNetNetwork(nn.Module):
         kernel_size: :math:`k \ge 2`.
         skip_channels: Width of the skip connections (default :math:`F`).
         context_dim: Size of the context vector, or ``None``.
+        dropout: The dropout probability on each layer's gated features :math:`z_l`
+            before the residual and skip convolutions (``train()`` mode only; step by step,
+            so the network stays causal; :meth:`cache` computes the network as evaluated,
+            without it).
 
     Example:
         >>> net = WaveNetNetwork(1, out_features=3, residual_channels=8, dilations=(1, 2, 4))
@@ -71,11 +75,13 @@ class WaveNetNetwork(nn.Module):
         kernel_size: int = 2,
         skip_channels: int | None = None,
         context_dim: int | None = None,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         c = check_int(data_channels, "data_channels", 1)
         check_int(out_features, "out_features", 1)
         res = check_int(residual_channels, "residual_channels", 1)
+        self.dropout = check_number(dropout, "dropout", minimum=0.0, maximum=0.999)
         skip = check_int(skip_channels or res, "skip_channels", 1)
         check_groups("residual_channels", res, c)
         check_groups("skip_channels", skip, c)
@@ -125,7 +131,7 @@ class WaveNetNetwork(nn.Module):
             f = conv(h)
             if self.conditions is not None:
                 f = f + self.conditions[l](context)[..., None]
-            z = gated_activation(f)
+            z = F.dropout(gated_activation(f), self.dropout, self.training and self.dropout > 0)
             skip = skip + self.skip[l](z)
             if l < len(self.residual):
                 h = h + self.residual[l](z)
