@@ -8,8 +8,9 @@ networks and an exponential moving average of the parameters (Polyak) change? Ea
 is built by the command-line tool's own builder with its defaults
 (``pyro_dgm/cli/defaults.py``: the learning rate, batch size and patience per kind of
 model); the regularised run adds ``--weight-decay``, ``--ema`` and, for image flows,
-``--dropout``. The test figure is exact for the autoregressive models and the
-importance-weighted bound with ``--num-samples`` draws for the latent-variable models.
+``--dropout`` (``--ar-dropout`` for PixelCNN and WaveNet). The test figure is exact for
+the autoregressive models and the importance-weighted bound with ``--num-samples`` draws
+for the latent-variable models.
 
     python benchmarks/small_data.py --threads 1 --jobs 2 --seeds 0 1 2 --max-seconds 150
     python benchmarks/small_data.py --smoke        # a quick check of the script
@@ -91,6 +92,8 @@ def run_one(settings: dict, seed: int, regularised: bool, args: argparse.Namespa
     data = load_data(config)
     if config.model in ("realnvp", "glow") and regularised:
         config = config.replace(dropout=args.dropout)
+    if config.model in ("pixelcnn", "wavenet") and regularised and args.ar_dropout:
+        config = config.replace(dropout=args.ar_dropout)
     config = resolve_config(config, data)
     if config.num_samples is not None:
         config = config.replace(num_samples=args.num_samples)
@@ -144,6 +147,9 @@ def main() -> None:
     parser.add_argument("--weight-decay", type=float, default=1e-4)
     parser.add_argument("--ema", type=float, default=0.999)
     parser.add_argument("--dropout", type=float, default=0.1, help="image flows only")
+    parser.add_argument(
+        "--ar-dropout", type=float, default=0.0, help="pixelcnn and wavenet (regularised runs)"
+    )
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument(
         "--jobs", type=int, default=1, help="runs at once, each in its own process of --threads"
@@ -161,7 +167,8 @@ def main() -> None:
         f"digits: {NUM_TRAIN} training images (seeded subset), 180 validation, 360 test | "
         f"epochs <= {args.epochs}, training budget {args.max_seconds:g} s each | K = "
         f"{args.num_samples} | regularised: weight decay {args.weight_decay:g} (AdamW), EMA "
-        f"{args.ema:g}, dropout {args.dropout:g} (image flows)"
+        f"{args.ema:g}, dropout {args.dropout:g} (image flows), {args.ar_dropout:g} (pixelcnn, "
+        "wavenet)"
     )
     print(f"{args.jobs} run(s) at once, {args.threads} thread(s) each")
     jobs = [(m, r, s) for m in args.models for r in (False, True) for s in args.seeds]
