@@ -154,6 +154,12 @@ def main() -> None:
     parser.add_argument(
         "--jobs", type=int, default=1, help="runs at once, each in its own process of --threads"
     )
+    parser.add_argument(
+        "--regularisation",
+        choices=["both", "off", "on"],
+        default="both",
+        help="which runs: without, with, or both",
+    )
     parser.add_argument("--smoke", action="store_true", help="two epochs, K=8, one seed")
     args = parser.parse_args()
     if args.smoke:
@@ -171,7 +177,8 @@ def main() -> None:
         "wavenet)"
     )
     print(f"{args.jobs} run(s) at once, {args.threads} thread(s) each")
-    jobs = [(m, r, s) for m in args.models for r in (False, True) for s in args.seeds]
+    modes = {"both": (False, True), "off": (False,), "on": (True,)}[args.regularisation]
+    jobs = [(m, r, s) for m in args.models for r in modes for s in args.seeds]
     slow_first = sorted(jobs, key=lambda job: MODELS[job[0]]["model"] not in _SLOW)
     done: dict[tuple[str, bool, int], dict] = {}
     spawn = multiprocessing.get_context("spawn")
