@@ -76,7 +76,7 @@ def _subset(data, num_train: int, seed: int):
 
 def run_one(settings: dict, seed: int, regularised: bool, args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
-    extra = {}
+    extra = {"weight_decay": 0.0, "ema": 0.0}  # off, whatever the tool's defaults
     if regularised:
         extra = {"weight_decay": args.weight_decay, "ema": args.ema}
     config = RunConfig(

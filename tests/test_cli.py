@@ -138,6 +138,35 @@ def test_dropout_reaches_the_autoregressive_networks(model: str, data: str) -> N
         cli.resolve_config(cli.RunConfig(model="vae", dropout=0.1), cli.datasets.load("digits"))
 
 
+def test_weight_decay_and_averaging_default_per_kind_and_zero_turns_them_off() -> None:
+    digits, moons = cli.datasets.load("digits"), cli.datasets.load("moons")
+    for model, data in (("vae", digits), ("pixelcnn", digits), ("maf", moons), ("glow", digits)):
+        resolved = cli.resolve_config(cli.RunConfig(model=model, data=data.name), data)
+        kind = cli.build.model_kind(model, data)
+        expected = cli.defaults.training_defaults(kind)
+        assert (resolved.weight_decay, resolved.ema) == (expected.weight_decay, expected.ema)
+    assert cli.defaults.training_defaults("vae").ema == 0.999
+    assert cli.defaults.training_defaults("flow").ema == 0.0
+    off = cli.RunConfig(model="vae", data="digits", weight_decay=0.0, ema=0.0)
+    assert (cli.resolve_config(off, digits).weight_decay, cli.resolve_config(off, digits).ema) == (
+        0.0,
+        0.0,
+    )
+    # a run of format 4 recorded None for "no averaging": it reads as off, not as the default
+    fourth = cli.RunConfig(model="vae", data="digits", weight_decay=0.0).to_dict()
+    older = cli.RunConfig.from_dict(fourth | {"format": "pyro_dgm.run_config/4", "ema": None})
+    assert (older.weight_decay, older.ema) == (0.0, 0.0)
+    kept = cli.RunConfig.from_dict(fourth | {"format": "pyro_dgm.run_config/4", "ema": 0.99})
+    assert kept.ema == 0.99
+
+
+def test_the_autoregressive_models_default_to_the_categorical_output() -> None:
+    digits = cli.datasets.load("digits")
+    assert cli.resolve_config(cli.RunConfig(model="pixelcnn", data="digits"), digits).output == (
+        "categorical"
+    )
+
+
 def test_dropout_reaches_the_image_flow_and_is_refused_with_memory_saving(capsys) -> None:
     digits = cli.datasets.load("digits")
     config = cli.RunConfig(model="realnvp", data="digits", hidden=4, num_layers=2, dropout=0.3)

@@ -153,7 +153,8 @@ def _add_fit_parser(commands: argparse._SubParsersAction) -> None:
         fit,
         "--weight-decay",
         type=float,
-        help="decoupled weight decay (AdamW) of every parameter (default 0: Adam)",
+        help=f"decoupled weight decay (AdamW) of every parameter, 0: Adam (default "
+        f"{_per_kind('weight_decay')})",
     )
     _given(
         fit,
@@ -161,7 +162,7 @@ def _add_fit_parser(commands: argparse._SubParsersAction) -> None:
         type=float,
         metavar="DECAY",
         help="evaluate and save an exponential moving average of the parameters with this "
-        "decay, e.g. 0.999 (Polyak averaging; default off)",
+        f"decay (Polyak averaging), 0: off (default {_per_kind('ema')})",
     )
     _given(
         fit,

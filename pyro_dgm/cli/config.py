@@ -30,7 +30,7 @@ __all__ = [
     "RunConfig",
 ]
 
-CONFIG_FORMAT = "pyro_dgm.run_config/4"
+CONFIG_FORMAT = "pyro_dgm.run_config/5"
 #: The settings a config of an earlier format lacks, with the value its runs had
 #: (``memory_saving`` ``None``: resolved to ordinary backpropagation for image flows;
 #: ``output``: see :func:`_added_output`).
@@ -39,6 +39,7 @@ _ADDED_SETTINGS = {
     "pyro_dgm.run_config/1": {"conditional": False, "device": "cpu", **_ADDED_IN_3},
     "pyro_dgm.run_config/2": _ADDED_IN_3,
     "pyro_dgm.run_config/3": {},
+    "pyro_dgm.run_config/4": {},
 }
 #: The output every autoregressive run had before ``output`` was a setting.
 _OUTPUT_BEFORE_4 = "logistic_mixture"
@@ -93,7 +94,7 @@ _CHECKS: dict[str, Any] = {
     "batch_size": _optional(_int(1)),
     "lr": _optional(_positive_number),
     "patience": _optional(_int(1)),
-    "weight_decay": lambda value, name: check_number(value, name, minimum=0.0),
+    "weight_decay": _optional(lambda value, name: check_number(value, name, minimum=0.0)),
     "ema": _optional(_decay),
     "max_seconds": _optional(_positive_number),
     "seed": _int(0),
@@ -135,10 +136,11 @@ class RunConfig:
         lr: Adam's learning rate (``None``: the model kind's).
         patience: Epochs without validation improvement before early stopping
             (``None``: the model kind's).
-        weight_decay: Decoupled weight decay (AdamW; 0: plain Adam).
+        weight_decay: Decoupled weight decay (AdamW; 0: plain Adam); ``None``: the kind
+            of model's default (:mod:`pyro_dgm.cli.defaults`).
         ema: The decay of an exponential moving average of the parameters, which is
-            evaluated and saved instead of the last iterate (Polyak averaging;
-            ``None``: off).
+            evaluated and saved instead of the last iterate (Polyak averaging; 0: off);
+            ``None``: the kind of model's default.
         max_seconds: A training-time budget for the whole run, or ``None``.
         seed: Seeds Pyro and torch before the model is built.
         num_layers: The depth; what it counts depends on the model (see the help of
@@ -190,7 +192,7 @@ class RunConfig:
     batch_size: int | None = None
     lr: float | None = None
     patience: int | None = None
-    weight_decay: float = 0.0
+    weight_decay: float | None = None
     ema: float | None = None
     max_seconds: float | None = None
     seed: int = 0
@@ -247,6 +249,7 @@ class RunConfig:
             )
         if added is not None:
             state = added | {"output": _added_output(state)} | state
+            state = state | _trained_without_averaging(state)
         names = [field.name for field in dataclasses.fields(cls)]
         missing = [name for name in names if name not in state]
         unknown = sorted(set(state) - {"format", *names})
@@ -280,6 +283,13 @@ def _added_output(state: dict[str, Any]) -> str | None:
     return _OUTPUT_BEFORE_4 if state.get("model") in models.AUTOREGRESSIVE_MODELS else None
 
 
+def _trained_without_averaging(state: dict[str, Any]) -> dict[str, float]:
+    """A run of a config format before 5 trained without weight decay and averaging
+    unless its config says so (``None`` then meant off; since format 5 it means the
+    kind of model's default, and 0 means off)."""
+    return {name: 0.0 for name in ("weight_decay", "ema") if state.get(name) is None}
+
+
 #: The keys of the namespace that ``pyro-dgm fit`` wrote as ``metrics.json["config"]``
 #: before run folders had a ``config.json``: how to run, not what was run.
 LEGACY_EXECUTION_KEYS = frozenset({"command", "out", "quiet", "threads"})
@@ -301,6 +311,7 @@ def from_legacy_namespace(state: object, source: str) -> RunConfig:
         )
     try:
         settings = {"output": _added_output(state)} | state
+        settings = settings | _trained_without_averaging(settings)
         return RunConfig(**{k: v for k, v in settings.items() if k in names})
     except ValueError as error:
         raise ValueError(f"{source}: {error}") from error

@@ -163,7 +163,7 @@ def train(
         lr=config.lr,
         patience=config.patience,
         weight_decay=config.weight_decay,
-        ema=config.ema,
+        ema=config.ema or None,  # 0: no averaging
         max_seconds=config.max_seconds,
         checkpoint=checkpoint,
         progress=progress,
