@@ -39,13 +39,13 @@ from pyro_dgm.cli.fit import Prepared, evaluate
 
 #: name: the pyro-dgm fit settings of the model (the rest are the tool's defaults).
 MODELS: dict[str, dict] = {
-    "wavenet": {"model": "wavenet", "data": "digit_sequences"},
+    "wavenet": {"model": "wavenet", "data": "digit_sequences", "output": "logistic_mixture"},
     "wavenet (categorical)": {
         "model": "wavenet",
         "data": "digit_sequences",
         "output": "categorical",
     },
-    "pixelcnn": {"model": "pixelcnn"},
+    "pixelcnn": {"model": "pixelcnn", "output": "logistic_mixture"},
     "pixelcnn (categorical)": {"model": "pixelcnn", "output": "categorical"},
     "vae": {"model": "vae"},
     "vae (categorical)": {"model": "vae", "likelihood": "categorical"},
