@@ -327,9 +327,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return report_error(error)
     finally:
         if not joined_before and _in_process_group():  # the group this command joined
-            import torch.distributed as dist
+            _leave_process_group()
 
-            dist.destroy_process_group()
+
+def _leave_process_group() -> None:
+    """Destroy the group once every rank is done with it. A rank that tore a gloo group
+    down while rank 0 was still evaluating was, now and then, aborted by the C++ runtime
+    ("terminate called without an active exception"), so the ranks meet at a barrier
+    first; when it fails (another rank failed, or rank 0 evaluated past the group's
+    timeout) each rank leaves on its own, as before."""
+    import torch.distributed as dist
+
+    try:
+        dist.barrier()
+    except (RuntimeError, ValueError):  # torch's DistBackendError is a RuntimeError
+        pass
+    finally:
+        dist.destroy_process_group()
 
 
 def _in_process_group() -> bool:
