@@ -58,14 +58,20 @@ def data_sets() -> list[tuple[str, datasets.Dataset, str]]:
     return [("binarized", binary, "bernoulli"), ("levels", digits, "discretized_logistic")]
 
 
-def run_variant(
-    data: datasets.Dataset, likelihood: str, prior: str, posterior: str, args: argparse.Namespace
-) -> dict[str, float]:
-    pyro.clear_param_store()
-    pyro.set_rng_seed(args.seed)
-    vae = VAE.for_images(
+def build_vae(
+    data: datasets.Dataset,
+    likelihood: str,
+    prior: str,
+    posterior: str,
+    latent_dim: int,
+    args: argparse.Namespace,
+    **kwargs,
+) -> VAE:
+    """The benchmarks' VAE on digits: the same conv nets for every variant, only the
+    prior and posterior differ (``args``: channels, context_dim, flow_layers)."""
+    return VAE.for_images(
         data.event_shape,
-        latent_dim=args.latent_dim,
+        latent_dim=latent_dim,
         prior=prior,
         posterior=posterior,
         likelihood=likelihood,
@@ -74,7 +80,17 @@ def run_variant(
         context_dim=args.context_dim,
         prior_layers=args.flow_layers,
         posterior_steps=args.flow_layers,
-        warmup_steps=args.warmup_steps,
+        **kwargs,
+    )
+
+
+def run_variant(
+    data: datasets.Dataset, likelihood: str, prior: str, posterior: str, args: argparse.Namespace
+) -> dict[str, float]:
+    pyro.clear_param_store()
+    pyro.set_rng_seed(args.seed)
+    vae = build_vae(
+        data, likelihood, prior, posterior, args.latent_dim, args, warmup_steps=args.warmup_steps
     )
     if prior == "vamp":  # pseudo-inputs start at random training points
         generator = torch.Generator().manual_seed(args.seed)

@@ -35,13 +35,12 @@ import warnings
 import pyro
 import torch
 from tqdm import tqdm
-from vae import data_sets  # the binarized and 17-level digits of benchmarks/vae.py
+from vae import build_vae, data_sets  # the VAEs and digits of benchmarks/vae.py
 
 import pyro_dgm
 from pyro_dgm import diagnostics, infer
 from pyro_dgm.cli.defaults import training_defaults
 from pyro_dgm.infer.metrics import HeavyTailWarning
-from pyro_dgm.models.vae import VAE
 
 VARIANTS = {  # name: (prior, posterior)
     "standard": ("normal", "gaussian"),
@@ -58,18 +57,7 @@ def run_one(data_name: str, latent_dim: int, variant: str, seed: int, args) -> d
     prior, posterior = VARIANTS[variant]
     pyro.clear_param_store()
     pyro.set_rng_seed(seed)
-    vae = VAE.for_images(
-        data.event_shape,
-        latent_dim=latent_dim,
-        prior=prior,
-        posterior=posterior,
-        likelihood=likelihood,
-        num_levels=data.num_levels if likelihood.startswith("discretized") else None,
-        channels=args.channels,
-        context_dim=args.context_dim,
-        prior_layers=args.flow_layers,
-        posterior_steps=args.flow_layers,
-    )
+    vae = build_vae(data, likelihood, prior, posterior, latent_dim, args)
     start = time.perf_counter()
     history = infer.fit(
         vae.model,
