@@ -135,7 +135,17 @@ def score(guide: FlowGuide, x: torch.Tensor, log_z: torch.Tensor, args) -> dict:
 
 
 def run(kind: str, seed: int, x: torch.Tensor, log_z: torch.Tensor, args) -> list[dict]:
-    """Train one guide for the largest of ``args.steps`` steps, scored at each of them."""
+    """Train one guide for the largest of ``args.steps`` steps, scored at each of them;
+    with ``--ema``, one run per step count, scored with its averaged parameters (which
+    ``fit`` loads at the end)."""
+    if args.ema:
+        return [r for steps in args.steps for r in _train(kind, seed, x, log_z, args, [steps])]
+    return _train(kind, seed, x, log_z, args, args.steps)
+
+
+def _train(
+    kind: str, seed: int, x: torch.Tensor, log_z: torch.Tensor, args, steps: list[int]
+) -> list[dict]:
     pyro.clear_param_store()
     torch.manual_seed(seed)
     pyro.set_rng_seed(seed)
@@ -149,7 +159,9 @@ def run(kind: str, seed: int, x: torch.Tensor, log_z: torch.Tensor, args) -> lis
 
     def checkpoint(history) -> None:
         nonlocal paused
-        if history.steps in args.steps and all(r["steps"] != history.steps for r in scored):
+        if args.ema or history.steps not in steps:
+            return
+        if all(r["steps"] != history.steps for r in scored):
             begin = time.perf_counter()
             scored.append(
                 {
@@ -167,15 +179,27 @@ def run(kind: str, seed: int, x: torch.Tensor, log_z: torch.Tensor, args) -> lis
         guide,
         x,
         validation=None,
-        epochs=max(args.steps),
+        epochs=max(steps),
         batch_size=len(x),
         loss=loss,
         lr=args.lr,
         patience=None,
+        ema=args.ema,
         seed=seed,
         progress=False,
         on_epoch_end=checkpoint,
     )
+    if args.ema:  # the averaged parameters, loaded by fit at the end
+        begin = time.perf_counter()
+        scored.append(
+            {
+                "guide": kind,
+                "seed": seed,
+                "steps": max(steps),
+                "train_seconds": begin - start,
+                **score(guide, x, log_z, args),
+            }
+        )
     params = sum(p.numel() for p in guide.parameters())
     return [dict(r, params=params) for r in scored]
 
@@ -190,6 +214,12 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--particles", type=int, default=8, help="ELBO particles per step")
     parser.add_argument("--guides", default="iaf,spline,nsf")
+    parser.add_argument(
+        "--ema",
+        type=float,
+        default=None,
+        help="evaluate an exponential moving average of the guide's parameters (fit's ema)",
+    )
     parser.add_argument("--elbo-particles", type=int, default=2000)
     parser.add_argument("--num-samples", type=int, default=1000, help="K of the IWAE bound")
     parser.add_argument("--smoke", action="store_true", help="tiny run: checks the script")
@@ -209,7 +239,8 @@ def main() -> None:
     print(
         f"threads {torch.get_num_threads()} | seeds {seeds} (data seed 0) | scored at steps "
         f"{args.steps} "
-        f"| lr {args.lr:g} | ELBO particles/step {args.particles} | layers {args.layers} "
+        f"| lr {args.lr:g} | EMA {args.ema or 'off'} | ELBO particles/step {args.particles} "
+        f"| layers {args.layers} "
         f"| hidden {args.hidden}x2 | scored with {args.elbo_particles} ELBO draws, "
         f"IWAE K={args.num_samples}"
     )

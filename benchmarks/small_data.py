@@ -123,6 +123,7 @@ def run_one(settings: dict, seed: int, regularised: bool, args: argparse.Namespa
         "nats": -test.nats,
         "bits_per_dim": -test.nats / (DIMS * math.log(2)),
         "bound": test.bound,
+        "validation": history.best_validation_loss,
         "best_epoch": history.best_epoch,
         "epochs": len(history.epoch),
         "stop_reason": history.stop_reason,
