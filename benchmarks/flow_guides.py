@@ -157,22 +157,25 @@ def _train(
     start = time.perf_counter()
     paused = 0.0
 
-    def checkpoint(history) -> None:
+    def record(steps_done: int) -> None:
         nonlocal paused
-        if args.ema or history.steps not in steps:
-            return
-        if all(r["steps"] != history.steps for r in scored):
-            begin = time.perf_counter()
-            scored.append(
-                {
-                    "guide": kind,
-                    "seed": seed,
-                    "steps": history.steps,
-                    "train_seconds": begin - start - paused,
-                    **score(guide, x, log_z, args),
-                }
-            )
-            paused += time.perf_counter() - begin
+        begin = time.perf_counter()
+        scored.append(
+            {
+                "guide": kind,
+                "seed": seed,
+                "steps": steps_done,
+                "train_seconds": begin - start - paused,
+                **score(guide, x, log_z, args),
+            }
+        )
+        paused += time.perf_counter() - begin
+
+    def checkpoint(history) -> None:
+        # fit may report the last epoch twice: score each step count once
+        done = any(r["steps"] == history.steps for r in scored)
+        if not args.ema and history.steps in steps and not done:
+            record(history.steps)
 
     infer.fit(
         model,
@@ -189,17 +192,8 @@ def _train(
         progress=False,
         on_epoch_end=checkpoint,
     )
-    if args.ema:  # the averaged parameters, loaded by fit at the end
-        begin = time.perf_counter()
-        scored.append(
-            {
-                "guide": kind,
-                "seed": seed,
-                "steps": max(steps),
-                "train_seconds": begin - start,
-                **score(guide, x, log_z, args),
-            }
-        )
+    if args.ema:  # the averaged parameters, which fit loads at the end
+        record(max(steps))
     params = sum(p.numel() for p in guide.parameters())
     return [dict(r, params=params) for r in scored]
 
