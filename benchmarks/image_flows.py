@@ -179,6 +179,7 @@ def build_pyro_dgm_flow(kind: str, args: argparse.Namespace) -> MultiScaleFlow:
             num_steps=args.glow_steps,
             hidden_channels=args.hidden_channels,
             num_blocks=1,
+            checkerboard_steps=args.glow_checkerboard_steps,
         )
     return MultiScaleRealNVP(
         SHAPE,
@@ -394,6 +395,13 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=IMAGE.patience)
     parser.add_argument("--levels", type=int, default=2, help="levels of the image flows")
     parser.add_argument("--glow-steps", type=int, default=4, help="Glow steps per level")
+    parser.add_argument(
+        "--glow-checkerboard-steps",
+        type=int,
+        default=0,
+        help="full-resolution checkerboard couplings before Glow's first squeeze (default 0: "
+        "the paper's Glow, as normflows builds it; pyro-dgm fit uses 2)",
+    )
     parser.add_argument("--realnvp-steps", type=int, default=3, help="RealNVP couplings/stage")
     parser.add_argument("--hidden-channels", type=int, default=64)
     parser.add_argument("--hidden", type=int, default=128, help="zuko hidden units")
@@ -426,7 +434,8 @@ def main() -> None:
         f"| IWAE K={args.num_samples}"
     )
     print(
-        f"image flows: {args.levels} levels, Glow K={args.glow_steps}, RealNVP "
+        f"image flows: {args.levels} levels, Glow K={args.glow_steps} (+"
+        f"{args.glow_checkerboard_steps} checkerboard couplings), RealNVP "
         f"{args.realnvp_steps} couplings/stage, {args.hidden_channels} channels, "
         f"lr {args.lr_image:g} | zuko: {args.zuko_transforms} transforms "
         f"({2 * args.zuko_transforms} for RealNVP) of {args.hidden}x2, lr {args.lr_vector:g}"

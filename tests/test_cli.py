@@ -368,6 +368,53 @@ def test_steps_per_level_sets_the_depth_of_an_image_flow() -> None:
     assert size(num_layers=4, steps_per_level=1) < size(num_layers=4)
 
 
+def test_image_glow_gets_full_resolution_checkerboard_couplings_by_default() -> None:
+    digits = cli.datasets.load("digits")
+
+    def first_level(config: cli.RunConfig) -> list:
+        _, pair = cli.build_pair(config, digits)
+        (flow,) = [m for m in pair.modules() if isinstance(m, MultiScaleFlow)]
+        return flow.transform.levels[0].pre_parts
+
+    glow = cli.resolve_config(cli.RunConfig(model="glow", data="digits", hidden=4), digits)
+    assert glow.checkerboard_steps == cli.GLOW_CHECKERBOARD_STEPS == 2
+    assert cli.build.architecture(glow, digits)["checkerboard_steps"] == 2
+    assert len(first_level(glow)) == 2 * 2  # an ActNorm before each coupling
+    assert first_level(glow.replace(checkerboard_steps=0)) == []  # the paper's Glow
+    with pytest.raises(ValueError, match="--checkerboard-steps: is a setting of --model glow"):
+        cli.resolve_config(
+            cli.RunConfig(model="realnvp", data="digits", checkerboard_steps=1), digits
+        )
+    with pytest.raises(ValueError, match="--checkerboard-steps: is a setting of the multi-scale"):
+        cli.resolve_config(
+            cli.RunConfig(model="glow", checkerboard_steps=1), cli.datasets.load("moons")
+        )
+    with pytest.raises(ValueError, match="checkerboard_steps: expected an int >= 0"):
+        cli.RunConfig(checkerboard_steps=-1)
+
+
+def test_an_image_glow_run_from_before_the_checkerboard_steps_loads_as_it_was(tmp_path) -> None:
+    """A run of config format 5 has no ``checkerboard_steps``: its image Glow had none,
+    so it must rebuild without them (the default, 2, would not fit its checkpoint)."""
+    out = tmp_path / "run"
+    argv = ["fit", "--data", "digits", "--model", "glow", "--epochs", "1", "--num-layers", "1"]
+    argv += ["--hidden", "4", "--num-samples", "4", "--batch-size", "512", "--quiet"]
+    assert cli.main([*argv, "--checkerboard-steps", "0", "--out", str(out)]) == 0
+    state = json.loads((out / "config.json").read_text())
+    assert state["format"] == "pyro_dgm.run_config/6" and state["checkerboard_steps"] == 0
+    del state["checkerboard_steps"]
+    (out / "config.json").write_text(json.dumps(state | {"format": "pyro_dgm.run_config/5"}))
+    run = cli.runs.load_run(out)
+    assert run.config.checkerboard_steps == 0
+    assert cli.main(["evaluate", str(out), "--max-points", "8"]) == 0
+    assert (
+        cli.RunConfig.from_dict(
+            state | {"model": "maf", "levels": None, "format": "pyro_dgm.run_config/5"}
+        ).checkerboard_steps
+        is None
+    )
+
+
 def test_the_command_line_module_and_usage_errors(capsys) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "pyro_dgm.cli", "--version"],

@@ -201,6 +201,10 @@ DISTRIBUTIONS = [
     # multi-scale image flows (1 x 4 x 4 images)
     Dist("image_glow", lambda: ImageGlow((1, 4, 4), num_levels=2, num_steps=1, hidden_channels=8)),
     Dist(
+        "image_glow_checkerboard",
+        lambda: ImageGlow((1, 4, 4), 2, 1, hidden_channels=8, checkerboard_steps=2),
+    ),
+    Dist(
         "image_realnvp",
         lambda: ImageRealNVP(
             (1, 4, 4), num_levels=2, num_steps=1, hidden_channels=8, num_blocks=1

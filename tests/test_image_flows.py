@@ -3,6 +3,7 @@ multi-scale RealNVP / Glow flows."""
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pyro
@@ -93,6 +94,12 @@ class TestMultiScaleTransforms(TransformHarness):
         ),
         TransformCase(
             "glow_standard_prior", lambda: _glow(learned_prior=False), (1, 4, 4), data_init=True
+        ),
+        TransformCase(
+            "glow_checkerboard_steps",
+            lambda: _glow(checkerboard_steps=2),
+            (1, 4, 4),
+            data_init=True,
         ),
         TransformCase(
             "glow_rgb_one_level",
@@ -237,7 +244,7 @@ def test_bad_arguments_are_named() -> None:
         flow.decode([torch.randn(4, 2, 2), torch.randn(4, 2, 2)])
 
 
-@pytest.mark.parametrize("preset", [Glow, RealNVP])
+@pytest.mark.parametrize("preset", [Glow, RealNVP, functools.partial(Glow, checkerboard_steps=2)])
 def test_untrained_flow_is_an_exact_rotation_of_the_standard_normal(preset) -> None:
     """At initialisation every coupling is the identity and every 1x1 convolution
     a rotation, so the density is exactly N(0, I): an independent closed form."""
@@ -247,6 +254,26 @@ def test_untrained_flow_is_an_exact_rotation_of_the_standard_normal(preset) -> N
     x = torch.randn(6, 1, 8, 8, dtype=torch.float64)
     expected = dist.Normal(0.0, 1.0).log_prob(x).sum((-3, -2, -1))
     assert torch.allclose(flow().log_prob(x), expected, atol=1e-9)
+
+
+def test_checkerboard_steps_come_before_the_first_squeeze_only() -> None:
+    """``checkerboard_steps`` adds (ActNorm, checkerboard coupling) pairs at full
+    resolution in the first level's pre-squeeze stage, alternating the mask, and
+    nowhere else; 0 is the paper's Glow."""
+    plain, extra = (Glow((1, 8, 8), 2, 2, 8, checkerboard_steps=k).transform for k in (0, 3))
+    assert all(not level.pre_parts for level in plain.levels)
+    first = extra.levels[0].pre_parts
+    assert [type(part).__name__ for part in first[::2]] == ["ActNorm"] * 3
+    masks = [part.mask for part in first[1::2]]
+    assert all(mask.shape[-2:] == (8, 8) for mask in masks)  # full resolution, no squeeze
+    assert torch.equal(masks[0], masks[2]) and torch.equal(masks[0], 1 - masks[1])
+    assert not extra.levels[1].pre_parts
+    assert [len(level.post_parts) for level in extra.levels] == [6, 6]  # the steps unchanged
+    x = torch.randn(4, 1, 8, 8)
+    assert extra.latent_shapes == plain.latent_shapes
+    assert Glow((1, 8, 8), 2, 2, 8, checkerboard_steps=3)().log_prob(x).shape == (4,)
+    with pytest.raises(ValueError, match="checkerboard_steps: expected an int >= 0, got -1"):
+        Glow((1, 8, 8), 2, 2, 8, checkerboard_steps=-1)
 
 
 def test_temperature_scales_samples_of_a_rotation() -> None:

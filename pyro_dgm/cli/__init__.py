@@ -41,6 +41,7 @@ from ..distributions import OUTPUTS
 from .build import (
     AUTOREGRESSIVE_OUTPUT,
     FLOW_BUILDERS,
+    GLOW_CHECKERBOARD_STEPS,
     IMAGE_FLOW_BUILDERS,
     build_pair,
     resolve_config,
@@ -130,6 +131,13 @@ def _add_fit_parser(commands: argparse._SubParsersAction) -> None:
         type=int,
         help="glow: steps of flow per level (default --num-layers); realnvp: couplings per "
         "stage, two stages per level (default max(1, --num-layers // 2))",
+    )
+    _given(
+        image,
+        "--checkerboard-steps",
+        type=int,
+        help="glow: checkerboard couplings at full resolution before the first squeeze "
+        f"(default {GLOW_CHECKERBOARD_STEPS}; 0: the paper's Glow)",
     )
     _given(
         image,

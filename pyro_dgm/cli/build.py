@@ -42,6 +42,7 @@ __all__ = [
     "AUTOREGRESSIVE_OUTPUT",
     "CONDITIONAL_FLOWS",
     "FLOW_BUILDERS",
+    "GLOW_CHECKERBOARD_STEPS",
     "IMAGE_FLOW_BUILDERS",
     "architecture",
     "build_pair",
@@ -130,6 +131,11 @@ def _image_steps(model: str, settings: Any) -> int:
     return settings.num_layers if model == "glow" else max(1, settings.num_layers // 2)
 
 
+#: Image Glow's full-resolution checkerboard couplings before its first squeeze, unless
+#: told otherwise: the paper's Glow (0) lost several nats to RealNVP on 8x8 digits,
+#: two of them closed the gap (``benchmarks/README.md``, small_data).
+GLOW_CHECKERBOARD_STEPS = 2
+
 # On image data (C, H, W), these names build the multi-scale image flows instead of a
 # vector flow on the flattened pixels.
 IMAGE_FLOW_BUILDERS: dict[str, Callable[[tuple[int, ...], Any], flows.Flow]] = {
@@ -139,6 +145,7 @@ IMAGE_FLOW_BUILDERS: dict[str, Callable[[tuple[int, ...], Any], flows.Flow]] = {
         _image_steps("glow", a),
         hidden_channels=a.hidden,
         num_blocks=1,
+        checkerboard_steps=getattr(a, "checkerboard_steps", None) or 0,
         memory_saving=bool(getattr(a, "memory_saving", False)),
         dropout=getattr(a, "dropout", None) or 0.0,
     ),
@@ -264,13 +271,21 @@ def resolve_config(
         default("levels", 2)
         default("steps_per_level", _image_steps(config.model, config))
         default("memory_saving", False)
+        if config.model == "glow":
+            default("checkerboard_steps", GLOW_CHECKERBOARD_STEPS)
+        else:
+            unused(
+                "checkerboard_steps",
+                f"is a setting of --model glow on image data; {config.model}'s levels begin "
+                "with checkerboard couplings already",
+            )
         if default("dropout", 0.0) and changes["memory_saving"]:
             raise ValueError(
                 "--dropout: expected 0 with --memory-saving (its backward pass recomputes each "
                 f"step and would draw other dropout masks), got {changes['dropout']}"
             )
     else:
-        for name in ("levels", "steps_per_level", "memory_saving"):
+        for name in ("levels", "steps_per_level", "checkerboard_steps", "memory_saving"):
             unused(
                 name,
                 "is a setting of the multi-scale image flows (--model glow or realnvp on "
@@ -482,6 +497,7 @@ def _architecture(config: RunConfig, data: datasets.Dataset) -> dict[str, Any]:
             "levels": config.levels,
             "steps_per_level_are": "steps" if config.model == "glow" else "couplings per stage",
             "steps_per_level": config.steps_per_level,
+            "checkerboard_steps": config.checkerboard_steps,
             "hidden_channels": config.hidden,
             "memory_saving": config.memory_saving,
             "dropout": config.dropout,

@@ -30,7 +30,7 @@ __all__ = [
     "RunConfig",
 ]
 
-CONFIG_FORMAT = "pyro_dgm.run_config/5"
+CONFIG_FORMAT = "pyro_dgm.run_config/6"
 #: The settings a config of an earlier format lacks, with the value its runs had
 #: (``memory_saving`` ``None``: resolved to ordinary backpropagation for image flows;
 #: ``output``: see :func:`_added_output`).
@@ -40,6 +40,7 @@ _ADDED_SETTINGS = {
     "pyro_dgm.run_config/2": _ADDED_IN_3,
     "pyro_dgm.run_config/3": {},
     "pyro_dgm.run_config/4": {},
+    "pyro_dgm.run_config/5": {},
 }
 #: The output every autoregressive run had before ``output`` was a setting.
 _OUTPUT_BEFORE_4 = "logistic_mixture"
@@ -102,6 +103,7 @@ _CHECKS: dict[str, Any] = {
     "hidden": _int(1),
     "levels": _optional(_int(1)),
     "steps_per_level": _optional(_int(1)),
+    "checkerboard_steps": _optional(_int(0)),
     "memory_saving": _optional(_bool),
     "dropout": _optional(
         lambda value, name: check_number(value, name, minimum=0.0, maximum=0.999)
@@ -149,6 +151,8 @@ class RunConfig:
         levels: Levels of a multi-scale image flow.
         steps_per_level: Steps of flow per level (image Glow) or couplings per stage
             (image RealNVP).
+        checkerboard_steps: Image Glow's checkerboard couplings at full resolution
+            before its first squeeze (see :class:`~pyro_dgm.image_flows.Glow`).
         memory_saving: Train a multi-scale image flow with memory-saving
             backpropagation (:class:`~pyro_dgm.transforms.MemorySavingStack`: each
             level's steps rebuild their inputs from their outputs in the backward pass,
@@ -200,6 +204,7 @@ class RunConfig:
     hidden: int = 64
     levels: int | None = None
     steps_per_level: int | None = None
+    checkerboard_steps: int | None = None
     memory_saving: bool | None = None
     dropout: float | None = None
     output: str | None = None
@@ -250,6 +255,7 @@ class RunConfig:
         if added is not None:
             state = added | {"output": _added_output(state)} | state
             state = state | _trained_without_averaging(state)
+            state = {"checkerboard_steps": _added_checkerboard_steps(state)} | state
         names = [field.name for field in dataclasses.fields(cls)]
         missing = [name for name in names if name not in state]
         unknown = sorted(set(state) - {"format", *names})
@@ -283,6 +289,13 @@ def _added_output(state: dict[str, Any]) -> str | None:
     return _OUTPUT_BEFORE_4 if state.get("model") in models.AUTOREGRESSIVE_MODELS else None
 
 
+def _added_checkerboard_steps(state: dict[str, Any]) -> int | None:
+    """The ``checkerboard_steps`` of a run of a config format before 6: an image Glow
+    (a resolved config with ``levels``) had none, any other model does not use it."""
+    image_glow = state.get("model") == "glow" and state.get("levels") is not None
+    return 0 if image_glow else None
+
+
 def _trained_without_averaging(state: dict[str, Any]) -> dict[str, float]:
     """A run of a config format before 5 trained without weight decay and averaging
     unless its config says so (``None`` then meant off; since format 5 it means the
@@ -312,6 +325,8 @@ def from_legacy_namespace(state: object, source: str) -> RunConfig:
     try:
         settings = {"output": _added_output(state)} | state
         settings = settings | _trained_without_averaging(settings)
+        if settings.get("model") == "glow":  # dropped again if it was a vector flow
+            settings = {"checkerboard_steps": 0} | settings
         return RunConfig(**{k: v for k, v in settings.items() if k in names})
     except ValueError as error:
         raise ValueError(f"{source}: {error}") from error
