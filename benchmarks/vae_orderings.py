@@ -17,7 +17,7 @@ The summary gives each variant's difference to the standard VAE of the same seed
 mean ± sd over seeds, and on how many seeds the variant is better: the ordering "holds"
 where it is better on every seed.
 
-    python benchmarks/vae_orderings.py --threads 1 --jobs 2 --seeds 0 1 2 --budget 40
+    python benchmarks/vae_orderings.py --threads 1 --jobs 2 --seeds 0 1 2 --budget 600
     python benchmarks/vae_orderings.py --smoke
 """
 
@@ -67,6 +67,8 @@ def run_one(data_name: str, latent_dim: int, variant: str, seed: int, args) -> d
         batch_size=VAE_DEFAULTS.batch_size,
         lr=VAE_DEFAULTS.lr,
         patience=VAE_DEFAULTS.patience,
+        weight_decay=VAE_DEFAULTS.weight_decay,
+        ema=VAE_DEFAULTS.ema,
         max_seconds=args.budget,
         progress=False,
         seed=seed,
@@ -137,7 +139,8 @@ def main() -> None:
     print(
         f"digits, 1,257 training images; training budget {args.budget:g} s, epochs <= "
         f"{args.epochs}, lr {VAE_DEFAULTS.lr:g}, batch {VAE_DEFAULTS.batch_size}, patience "
-        f"{VAE_DEFAULTS.patience}; K = {args.num_samples}; channels {args.channels}, flow "
+        f"{VAE_DEFAULTS.patience}, weight decay {VAE_DEFAULTS.weight_decay:g} (AdamW), EMA "
+        f"{VAE_DEFAULTS.ema:g}; K = {args.num_samples}; channels {args.channels}, flow "
         f"layers/steps {args.flow_layers}"
     )
     jobs = [
