@@ -90,10 +90,11 @@ def run_one(settings: dict, seed: int, regularised: bool, args: argparse.Namespa
         **extra,
     )
     data = load_data(config)
-    if config.model in ("realnvp", "glow") and regularised:
-        config = config.replace(dropout=args.dropout)
-    if config.model in ("pixelcnn", "wavenet") and regularised and args.ar_dropout:
-        config = config.replace(dropout=args.ar_dropout)
+    # dropout explicitly, on or off, whatever the tool's defaults (0.1 for image flows)
+    if config.model in ("realnvp", "glow"):
+        config = config.replace(dropout=args.dropout if regularised else 0.0)
+    if config.model in ("pixelcnn", "wavenet"):
+        config = config.replace(dropout=args.ar_dropout if regularised else 0.0)
     config = resolve_config(config, data)
     if config.num_samples is not None:
         config = config.replace(num_samples=args.num_samples)

@@ -104,6 +104,7 @@ def test_memory_saving_trains_the_image_flow_through_the_rebuilding_backward(
     monkeypatch.setattr(reversible._ChunkFunction, "backward", staticmethod(counted))
     argv = ["fit", "--data", "digits", "--model", "glow", "--epochs", "1", "--num-layers", "2"]
     argv += ["--hidden", "8", "--num-samples", "4", "--batch-size", "512", "--quiet"]
+    argv += ["--dropout", "0"]  # the plain run's default, 0.1, would train another model
     assert cli.main([*argv, "--out", str(tmp_path / "plain")]) == 0
     assert backwards == []  # ordinary backpropagation by default
     assert cli.main([*argv, "--memory-saving", "--out", str(tmp_path / "saving")]) == 0
@@ -175,7 +176,11 @@ def test_dropout_reaches_the_image_flow_and_is_refused_with_memory_saving(capsys
     rates = {m.dropout for m in pair.modules() if isinstance(getattr(m, "dropout", None), float)}
     assert rates == {0.3}
     plain = cli.resolve_config(cli.RunConfig(model="glow", data="digits"), digits)
-    assert plain.dropout == 0.0
+    assert plain.dropout == cli.IMAGE_FLOW_DROPOUT == 0.1  # the measured default
+    saving = cli.RunConfig(model="glow", data="digits", memory_saving=True)
+    assert cli.resolve_config(saving, digits).dropout == 0.0  # not refused: 0 by default
+    off = cli.resolve_config(cli.RunConfig(model="glow", data="digits", dropout=0.0), digits)
+    assert off.dropout == 0.0
     with pytest.raises(ValueError, match="--dropout: expected 0 with --memory-saving"):
         cli.resolve_config(config.replace(memory_saving=True), digits)
     with pytest.raises(ValueError, match="--dropout: is a setting of the multi-scale"):
@@ -406,6 +411,8 @@ def test_an_image_glow_run_from_before_the_checkerboard_steps_loads_as_it_was(tm
     (out / "config.json").write_text(json.dumps(state | {"format": "pyro_dgm.run_config/5"}))
     run = cli.runs.load_run(out)
     assert run.config.checkerboard_steps == 0
+    second = state | {"format": "pyro_dgm.run_config/2", "dropout": None}
+    assert cli.RunConfig.from_dict(second).dropout == 0.0  # trained without: not the new 0.1
     assert cli.main(["evaluate", str(out), "--max-points", "8"]) == 0
     assert (
         cli.RunConfig.from_dict(

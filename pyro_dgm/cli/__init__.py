@@ -43,6 +43,7 @@ from .build import (
     FLOW_BUILDERS,
     GLOW_CHECKERBOARD_STEPS,
     IMAGE_FLOW_BUILDERS,
+    IMAGE_FLOW_DROPOUT,
     build_pair,
     resolve_config,
 )
@@ -152,8 +153,8 @@ def _add_fit_parser(commands: argparse._SubParsersAction) -> None:
         "--dropout",
         type=float,
         help="dropout probability during training: in the coupling networks' residual blocks "
-        "of an image flow, or on the gated features of pixelcnn's and wavenet's layers "
-        "(default 0)",
+        f"of an image flow (default {IMAGE_FLOW_DROPOUT}, 0 with --memory-saving), or on the "
+        "gated features of pixelcnn's and wavenet's layers (default 0)",
     )
     _given(fit, "--patience", type=int, help=f"early-stopping patience ({_per_kind('patience')})")
     _given(fit, "--max-seconds", type=float, help="training time budget of the run")
