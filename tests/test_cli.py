@@ -187,6 +187,48 @@ def test_dropout_reaches_the_image_flow_and_is_refused_with_memory_saving(capsys
         cli.resolve_config(cli.RunConfig(model="maf", dropout=0.1), cli.datasets.load("moons"))
 
 
+def test_the_test_bound_is_taken_without_dropout_and_leaves_the_mode_alone() -> None:
+    """``fit`` leaves a pair in ``train()`` mode; the reported test bound of an image flow
+    with dropout was taken with dropout on (random masks: not the flow's density)."""
+    config = cli.RunConfig(
+        model="realnvp", data="digits", hidden=4, num_layers=2, dropout=0.5, num_samples=4
+    )
+    prepared = cli.fit.prepare(config.replace(device="cpu"))
+    pair = prepared.pair
+    with torch.no_grad():  # let the zero-initialised last layers produce something
+        for p in pair.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    assert all(m.training for m in pair.modules())
+
+    def score() -> tuple[float, ...]:
+        torch.manual_seed(3)
+        _, bounds = cli.fit.evaluate(prepared)
+        return tuple(b.nats for b in bounds.values())
+
+    in_training_mode = score()
+    assert all(m.training for m in pair.modules())  # restored
+    pair.eval()
+    assert score() == in_training_mode  # the same draws, the same numbers: no dropout
+    pair.train()
+
+
+def test_the_evaluate_command_scores_without_dropout(tmp_path, monkeypatch) -> None:
+    out = tmp_path / "run"
+    argv = ["fit", "--data", "digits", "--model", "realnvp", "--epochs", "1", "--hidden", "4"]
+    argv += ["--num-layers", "2", "--num-samples", "4", "--batch-size", "512", "--quiet"]
+    assert cli.main([*argv, "--dropout", "0.5", "--out", str(out)]) == 0
+    training: list[bool] = []
+    real = cli.evaluate.importance_log_likelihood
+
+    def spy(model, guide, *args, **kwargs):
+        training.append(any(m.training for m in model.__self__.modules()))
+        return real(model, guide, *args, **kwargs)
+
+    monkeypatch.setattr(cli.evaluate, "importance_log_likelihood", spy)
+    assert cli.main(["evaluate", str(out), "--max-points", "8", "--num-samples", "4"]) == 0
+    assert training == [False]
+
+
 def test_memory_saving_is_refused_where_it_does_nothing(tmp_path, capsys) -> None:
     argv = ["fit", "--data", "moons", "--model", "glow", "--memory-saving"]
     assert cli.main([*argv, "--out", str(tmp_path / "a")]) == 2

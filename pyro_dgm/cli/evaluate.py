@@ -197,6 +197,7 @@ def run_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     run_dir = Path(args.run_dir)
     run = load_run(run_dir)
     data, pair, config = run.data, run.pair, run.config
+    pair.eval()  # scored and sampled as the bijection it is: no dropout (nothing trains here)
     history = run.checkpoint.history if run.checkpoint is not None else None
     pyro.set_rng_seed(args.seed)
     inputs = split_args(data, args.split, args.max_points)  # (x,) or (x, context)

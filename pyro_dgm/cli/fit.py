@@ -41,6 +41,7 @@ from ..diagnostics import collapse_report
 from ..infer.checkpoint import read_checkpoint
 from ..infer.distributed import ProcessGroup, process_group
 from ..utils.checks import check_int
+from ..utils.modes import evaluation_mode
 from ..utils.zuko_import import import_zuko
 from .build import architecture, build_pair, load_data, resolve_config, run_name, split_args
 from .config import RunConfig
@@ -185,16 +186,18 @@ def _on(device: torch.device, args: tuple[torch.Tensor, ...]) -> tuple[torch.Ten
 
 def evaluate(prepared: Prepared) -> tuple[infer.LogLikelihood, dict[str, infer.LogLikelihood]]:
     """The test log-likelihood to report, and every bound computed (the ELBO, and for a
-    latent-variable pair the importance-weighted bound with ``num_samples`` draws)."""
+    latent-variable pair the importance-weighted bound with ``num_samples`` draws), with
+    the pair in ``eval()`` mode (no dropout) and left in the mode it was in."""
     pair, data = prepared.pair, prepared.data
     points = _on(_pair_device(pair), split_args(data, "test"))  # (x,) or (x, context)
-    test = infer.log_likelihood(pair.model, pair.guide, points, num_particles=10)
-    bounds = {test.bound: test}
-    if test.bound != "exact":
-        iwae = infer.importance_log_likelihood(
-            pair.model, pair.guide, points, num_samples=prepared.config.num_samples
-        ).summary()
-        test, bounds[iwae.bound] = iwae, iwae
+    with evaluation_mode(pair):
+        test = infer.log_likelihood(pair.model, pair.guide, points, num_particles=10)
+        bounds = {test.bound: test}
+        if test.bound != "exact":
+            iwae = infer.importance_log_likelihood(
+                pair.model, pair.guide, points, num_samples=prepared.config.num_samples
+            ).summary()
+            test, bounds[iwae.bound] = iwae, iwae
     return test, bounds
 
 
@@ -280,9 +283,9 @@ def _figures(prepared: Prepared, history: infer.History, title: str) -> dict[str
     pair, data = prepared.pair, prepared.data
     figures = {"training_curve.png": plots.training_curve_figure(history, title=title)}
     if prepared.config.conditional:
-        with torch.no_grad():
+        with torch.no_grad(), evaluation_mode(pair):
             return figures | _class_figures(prepared, title)
-    with torch.no_grad():
+    with torch.no_grad(), evaluation_mode(pair):
         if data.num_levels is not None and len(data.event_shape) == 3:
             if isinstance(pair, (models.VAE, models.AutoregressiveModel)):
                 samples, label = pair.sample(36), "samples"
