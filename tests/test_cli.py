@@ -134,7 +134,9 @@ def test_dropout_reaches_the_autoregressive_networks(model: str, data: str) -> N
     assert rates == {0.2}
     assert cli.build.architecture(resolved, loaded)["dropout"] == 0.2
     plain = cli.resolve_config(cli.RunConfig(model=model, data=data), loaded)
-    assert plain.dropout == 0.0
+    assert plain.dropout == cli.build.AUTOREGRESSIVE_DROPOUT == 0.1  # the measured default
+    earlier = plain.to_dict() | {"format": "pyro_dgm.run_config/2", "dropout": None}
+    assert cli.RunConfig.from_dict(earlier).dropout == 0.0  # trained without: not the new 0.1
     with pytest.raises(ValueError, match="--dropout: is a setting of the multi-scale"):
         cli.resolve_config(cli.RunConfig(model="vae", dropout=0.1), cli.datasets.load("digits"))
 

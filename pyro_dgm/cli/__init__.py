@@ -39,6 +39,7 @@ from .. import datasets, models
 from .._version import __version__
 from ..distributions import OUTPUTS
 from .build import (
+    AUTOREGRESSIVE_DROPOUT,
     AUTOREGRESSIVE_OUTPUT,
     FLOW_BUILDERS,
     GLOW_CHECKERBOARD_STEPS,
@@ -154,7 +155,7 @@ def _add_fit_parser(commands: argparse._SubParsersAction) -> None:
         type=float,
         help="dropout probability during training: in the coupling networks' residual blocks "
         f"of an image flow (default {IMAGE_FLOW_DROPOUT}, 0 with --memory-saving), or on the "
-        "gated features of pixelcnn's and wavenet's layers (default 0)",
+        f"gated features of pixelcnn's and wavenet's layers (default {AUTOREGRESSIVE_DROPOUT})",
     )
     _given(fit, "--patience", type=int, help=f"early-stopping patience ({_per_kind('patience')})")
     _given(fit, "--max-seconds", type=float, help="training time budget of the run")

@@ -256,7 +256,7 @@ class RunConfig:
             state = added | {"output": _added_output(state)} | state
             state = state | _trained_without_averaging(state)
             state = {"checkerboard_steps": _added_checkerboard_steps(state)} | state
-            state = state | _image_flow_without_dropout(state)
+            state = state | _trained_without_dropout(state)
         names = [field.name for field in dataclasses.fields(cls)]
         missing = [name for name in names if name not in state]
         unknown = sorted(set(state) - {"format", *names})
@@ -297,12 +297,13 @@ def _added_checkerboard_steps(state: dict[str, Any]) -> int | None:
     return 0 if image_glow else None
 
 
-def _image_flow_without_dropout(state: dict[str, Any]) -> dict[str, float]:
+def _trained_without_dropout(state: dict[str, Any]) -> dict[str, float]:
     """A run of a config format before 6 with no ``dropout`` trained an image flow (a
-    resolved config with ``levels``) without it (since format 6 ``None`` means the
-    image flows' default, 0.1)."""
+    resolved config with ``levels``) or an autoregressive model without it (since format
+    6 ``None`` means their default, 0.1)."""
     image_flow = state.get("model") in IMAGE_FLOW_MODELS and state.get("levels") is not None
-    return {"dropout": 0.0} if image_flow and state.get("dropout") is None else {}
+    uses_dropout = image_flow or state.get("model") in models.AUTOREGRESSIVE_MODELS
+    return {"dropout": 0.0} if uses_dropout and state.get("dropout") is None else {}
 
 
 def _trained_without_averaging(state: dict[str, Any]) -> dict[str, float]:
@@ -336,7 +337,8 @@ def from_legacy_namespace(state: object, source: str) -> RunConfig:
         settings = settings | _trained_without_averaging(settings)
         if settings.get("model") == "glow":  # dropped again if it was a vector flow
             settings = {"checkerboard_steps": 0} | settings
-        if settings.get("model") in IMAGE_FLOW_MODELS and settings.get("dropout") is None:
+        dropout_models = (*IMAGE_FLOW_MODELS, *models.AUTOREGRESSIVE_MODELS)
+        if settings.get("model") in dropout_models and settings.get("dropout") is None:
             settings = settings | {"dropout": 0.0}  # likewise
         return RunConfig(**{k: v for k, v in settings.items() if k in names})
     except ValueError as error:
