@@ -150,7 +150,7 @@ def main() -> None:
     parser.add_argument("--ema", type=float, default=0.999)
     parser.add_argument("--dropout", type=float, default=0.1, help="image flows only")
     parser.add_argument(
-        "--ar-dropout", type=float, default=0.0, help="pixelcnn and wavenet (regularised runs)"
+        "--ar-dropout", type=float, default=0.1, help="pixelcnn and wavenet (regularised runs)"
     )
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument(
