@@ -255,8 +255,8 @@ class RunConfig:
         if added is not None:
             state = added | {"output": _added_output(state)} | state
             state = state | _trained_without_averaging(state)
-            state = {"checkerboard_steps": _added_checkerboard_steps(state)} | state
-            state = state | _trained_without_dropout(state)
+            # a resolved config has levels exactly when the model was an image flow
+            state = state | _added_in_6(state, image_flow=state.get("levels") is not None)
         names = [field.name for field in dataclasses.fields(cls)]
         missing = [name for name in names if name not in state]
         unknown = sorted(set(state) - {"format", *names})
@@ -290,20 +290,20 @@ def _added_output(state: dict[str, Any]) -> str | None:
     return _OUTPUT_BEFORE_4 if state.get("model") in models.AUTOREGRESSIVE_MODELS else None
 
 
-def _added_checkerboard_steps(state: dict[str, Any]) -> int | None:
-    """The ``checkerboard_steps`` of a run of a config format before 6: an image Glow
-    (a resolved config with ``levels``) had none, any other model does not use it."""
-    image_glow = state.get("model") == "glow" and state.get("levels") is not None
-    return 0 if image_glow else None
-
-
-def _trained_without_dropout(state: dict[str, Any]) -> dict[str, float]:
-    """A run of a config format before 6 with no ``dropout`` trained an image flow (a
-    resolved config with ``levels``) or an autoregressive model without it (since format
-    6 ``None`` means their default, 0.1)."""
-    image_flow = state.get("model") in IMAGE_FLOW_MODELS and state.get("levels") is not None
-    uses_dropout = image_flow or state.get("model") in models.AUTOREGRESSIVE_MODELS
-    return {"dropout": 0.0} if uses_dropout and state.get("dropout") is None else {}
+def _added_in_6(state: dict[str, Any], image_flow: bool) -> dict[str, Any]:
+    """What a run of a config format before 6 had of the settings format 6 added or whose
+    ``None`` it redefined: an image Glow no ``checkerboard_steps``, and an image flow or an
+    autoregressive model without a ``dropout`` no dropout (``None`` now means their
+    default, 0.1). ``image_flow``: whether a glow or realnvp run was on images."""
+    model, added = state.get("model"), {}
+    if "checkerboard_steps" not in state:
+        added["checkerboard_steps"] = 0 if model == "glow" and image_flow else None
+    uses_dropout = (model in IMAGE_FLOW_MODELS and image_flow) or (
+        model in models.AUTOREGRESSIVE_MODELS
+    )
+    if uses_dropout and state.get("dropout") is None:
+        added["dropout"] = 0.0
+    return added
 
 
 def _trained_without_averaging(state: dict[str, Any]) -> dict[str, float]:
@@ -335,11 +335,8 @@ def from_legacy_namespace(state: object, source: str) -> RunConfig:
     try:
         settings = {"output": _added_output(state)} | state
         settings = settings | _trained_without_averaging(settings)
-        if settings.get("model") == "glow":  # dropped again if it was a vector flow
-            settings = {"checkerboard_steps": 0} | settings
-        dropout_models = (*IMAGE_FLOW_MODELS, *models.AUTOREGRESSIVE_MODELS)
-        if settings.get("model") in dropout_models and settings.get("dropout") is None:
-            settings = settings | {"dropout": 0.0}  # likewise
+        # taken as images: resolving with drop_unused drops them again for a vector flow
+        settings = settings | _added_in_6(settings, image_flow=True)
         return RunConfig(**{k: v for k, v in settings.items() if k in names})
     except ValueError as error:
         raise ValueError(f"{source}: {error}") from error

@@ -15,9 +15,9 @@ parameters with decay ``0.999``: on a 1,000-image subset of digits they lowered 
 NLL of every one of those models on every one of 3 seeds (``benchmarks/small_data.py``,
 results in ``benchmarks/README.md``; for the image flows measured without dropout, whose
 default, 0.1, is :data:`~pyro_dgm.cli.build.IMAGE_FLOW_DROPOUT`; the autoregressive
-models' dropout, also 0.1, is :data:`~pyro_dgm.cli.build.AUTOREGRESSIVE_DROPOUT`). The vector flows keep
-plain Adam: the two also helped the spline flow on that subset (3 of 3 seeds), but the
-same defaults serve the 2-D toys, where they were not measured.
+models' dropout, also 0.1, is :data:`~pyro_dgm.cli.build.AUTOREGRESSIVE_DROPOUT`). The
+vector flows keep plain Adam: the two also helped the spline flow on that subset (3 of
+3 seeds), but the same defaults serve the 2-D toys, where they were not measured.
 """
 
 from __future__ import annotations

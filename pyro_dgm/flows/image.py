@@ -246,10 +246,10 @@ class MultiScaleGlow(MultiScaleFlow):
     standard normal. The couplings' networks start at zero and the 1x1
     convolutions at random rotations, as in the paper.
 
-    ``checkerboard_steps > 0`` puts that many couplings (of the ``coupling`` kind) with alternating
-    checkerboard masks (each after an ActNorm) at full resolution before the first
-    squeeze, as RealNVP's levels begin (Dinh et al., 2017). The paper's Glow
-    (``0``) squeezes first, so no coupling ever sees a pixel beside its
+    ``checkerboard_steps > 0`` puts that many couplings (of the ``coupling`` kind)
+    with alternating checkerboard masks, each after an ActNorm, at full resolution
+    before the first squeeze, as RealNVP's levels begin (Dinh et al., 2017). The
+    paper's Glow (``0``) squeezes first, so no coupling ever sees a pixel beside its
     full-resolution neighbours; on small images (8x8 digits) that costs several
     nats, which two such couplings recover (``benchmarks/README.md``).
 

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm  # plain tqdm: tqdm.auto warns in notebooks without ipywidgets
 
+from ..utils.modes import evaluation_mode
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import Batch, Data, TensorData
 from .distributed import ProcessGroup
@@ -179,19 +180,15 @@ class TrainingRun:
     def evaluating(self) -> Iterator[None]:
         """The pair as it is evaluated: its modules in ``eval()`` mode (dropout off), and
         with ``ema``, the averaged parameters in place of the trained ones."""
-        modes = [m.training for m in self.modules]
         live = _snapshot(self.named) if self.averaged is not None else None
-        try:
-            for m in self.modules:
-                m.eval()
-            if self.averaged is not None:
-                _restore(self.named, self.averaged)
-            yield
-        finally:
-            if live is not None:
-                _restore(self.named, live)
-            for m, mode in zip(self.modules, modes, strict=True):
-                m.train(mode)
+        with evaluation_mode(*self.modules):
+            try:
+                if self.averaged is not None:
+                    _restore(self.named, self.averaged)
+                yield
+            finally:
+                if live is not None:
+                    _restore(self.named, live)
 
     def kept(self) -> dict[str, Tensor]:
         """The parameters an epoch would keep: the averaged ones with ``ema``."""

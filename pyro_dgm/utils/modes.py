@@ -11,8 +11,8 @@ __all__ = ["evaluation_mode"]
 
 
 @contextlib.contextmanager
-def evaluation_mode(module: nn.Module) -> Iterator[nn.Module]:
-    """``module`` and every submodule in ``eval()`` mode inside the block (dropout off,
+def evaluation_mode(*modules: nn.Module) -> Iterator[None]:
+    """The ``modules`` and every submodule in ``eval()`` mode inside the block (dropout off,
     so that a flow is the bijection it is scored and sampled as); each one's own mode
     is restored on exit. :func:`~pyro_dgm.infer.fit` leaves a pair in the mode it found
     it (``train()`` for a new module), so scores and samples after training need this.
@@ -25,10 +25,11 @@ def evaluation_mode(module: nn.Module) -> Iterator[nn.Module]:
         >>> net[1].training
         True
     """
-    modes = [(m, m.training) for m in module.modules()]
+    modes = [(m, m.training) for module in modules for m in module.modules()]
     try:
-        module.eval()
-        yield module
+        for module in modules:
+            module.eval()
+        yield
     finally:
         for m, mode in modes:
             m.train(mode)
