@@ -57,3 +57,35 @@ def test_dropout_out_of_range_is_refused(bad) -> None:
         CouplingMLP(3, [8], dropout=bad)
     with pytest.raises(ValueError, match="dropout: expected"):
         ConvResNet(1, 1, dropout=bad)
+
+
+def _reference_resnet(net: ConvResNet, x: torch.Tensor) -> torch.Tensor:
+    """The network's function written out of place, from its own weights."""
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    conv = torch.nn.functional.conv2d
+    h = conv(x, convs[0].weight, convs[0].bias, padding=1)
+    for i in range(1, len(convs) - 1, 2):
+        inner = conv(torch.relu(h), convs[i].weight, convs[i].bias, padding=1)
+        h = h + conv(torch.relu(inner), convs[i + 1].weight, convs[i + 1].bias, padding=1)
+    return conv(torch.relu(h), convs[-1].weight, convs[-1].bias, padding=1)
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_conv_resnet_in_place_steps_keep_input_and_gradients(dropout) -> None:
+    # the ReLUs after convolutions and the residual sums run in place: the input must be
+    # untouched and the gradients those of the same function computed out of place
+    torch.manual_seed(0)
+    net = ConvResNet(3, 2, hidden_channels=8, num_blocks=2, dropout=dropout).double().eval()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.3)  # the last layer starts at zero: make it count
+    x = torch.randn(4, 3, 5, 5, dtype=torch.float64, requires_grad=True)
+    before = x.detach().clone()
+    out = net(x)
+    assert torch.equal(x.detach(), before)
+    expected = _reference_resnet(net, x)
+    torch.testing.assert_close(out, expected)
+    weights = torch.randn_like(out)
+    grads = torch.autograd.grad((out * weights).sum(), [x, *net.parameters()])
+    reference = torch.autograd.grad((expected * weights).sum(), [x, *net.parameters()])
+    for got, want in zip(grads, reference, strict=True):
+        torch.testing.assert_close(got, want)
