@@ -55,7 +55,7 @@ def test_fit_digits_with_dequantization_reports_bits_per_dim(tmp_path) -> None:
     assert cli.main([*argv, "--out", str(out), "--quiet"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["dequantization"] == "variational" and metrics["bound"] == "IWAE(K=4)"
-    assert set(metrics["bounds"]) == {"ELBO(particles=10)", "IWAE(K=4)"}
+    assert set(metrics["bounds"]) == {"ELBO(particles=4)", "IWAE(K=4)"}
     assert 0 < metrics["test_bits_per_dim"] < 20
     assert (out / "samples.png").exists()
 
@@ -207,6 +207,7 @@ def test_the_test_bound_is_taken_without_dropout_and_leaves_the_mode_alone() -> 
         _, bounds = cli.fit.evaluate(prepared)
         return tuple(b.nats for b in bounds.values())
 
+    score()  # the untrained ActNorms initialise on this first pass: then the chunks agree
     in_training_mode = score()
     assert all(m.training for m in pair.modules())  # restored
     pair.eval()

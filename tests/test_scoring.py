@@ -232,3 +232,33 @@ def test_loader_batches_are_split_into_passes():
 def test_bad_sizes_are_refused(kwargs, named):
     with pytest.raises(ValueError, match=named):
         score(model, rough_guide, torch.randn(4, 3), num_samples=5, **kwargs)
+
+
+def test_elbo_of_the_importance_draws_matches_the_closed_form() -> None:
+    # z ~ N(0, 1), x | z ~ N(z, 1), guide N(x / 2, 0.6^2): the ELBO is known in closed form,
+    # E_q[log N(z; 0, 1) + log N(x; z, 1)] + H[q], with E_q[z^2] = m^2 + s^2
+    def model(x):
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0))
+            pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+
+    def guide(x):
+        with pyro.plate("data", len(x)):
+            pyro.sample("z", dist.Normal(x / 2, 0.6))
+
+    x = torch.tensor([-1.0, 0.5, 2.0], dtype=torch.float64)
+    pyro.set_rng_seed(0)
+    result = infer.importance_log_likelihood(model, guide, x, num_samples=20000)
+    m, s = x / 2, 0.6
+    log_2pi = math.log(2 * math.pi)
+    expected = (
+        -0.5 * (m**2 + s**2)
+        - 0.5 * log_2pi  # E log N(z; 0, 1)
+        - 0.5 * ((x - m) ** 2 + s**2)
+        - 0.5 * log_2pi  # E log N(x; z, 1)
+        + 0.5 * math.log(2 * math.pi * math.e * s**2)  # entropy of q
+    )
+    elbo = result.elbo()
+    assert elbo.bound == "ELBO(particles=20000)" and elbo.num_points == 3
+    assert abs(elbo.nats - float(expected.mean())) < 0.01
+    assert elbo.nats < result.summary().nats  # the ELBO lies below the IWAE bound

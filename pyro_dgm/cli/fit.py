@@ -185,20 +185,21 @@ def _on(device: torch.device, args: tuple[torch.Tensor, ...]) -> tuple[torch.Ten
 
 
 def evaluate(prepared: Prepared) -> tuple[infer.LogLikelihood, dict[str, infer.LogLikelihood]]:
-    """The test log-likelihood to report, and every bound computed (the ELBO, and for a
-    latent-variable pair the importance-weighted bound with ``num_samples`` draws), with
-    the pair in ``eval()`` mode (no dropout) and left in the mode it was in."""
+    """The test log-likelihood to report, and every bound computed (for a latent-variable
+    pair the importance-weighted bound with ``num_samples`` draws and the ELBO of the same
+    draws; else the exact value), with the pair in ``eval()`` mode (no dropout) and left in
+    the mode it was in."""
     pair, data = prepared.pair, prepared.data
     points = _on(_pair_device(pair), split_args(data, "test"))  # (x,) or (x, context)
     with evaluation_mode(pair):
-        test = infer.log_likelihood(pair.model, pair.guide, points, num_particles=10)
-        bounds = {test.bound: test}
-        if test.bound != "exact":
-            iwae = infer.importance_log_likelihood(
-                pair.model, pair.guide, points, num_samples=prepared.config.num_samples
-            ).summary()
-            test, bounds[iwae.bound] = iwae, iwae
-    return test, bounds
+        pointwise = infer.importance_log_likelihood(
+            pair.model, pair.guide, points, num_samples=prepared.config.num_samples or 1
+        )
+    test = pointwise.summary()
+    if pointwise.bound == "exact":  # no latent variable: one draw was scored
+        return test, {test.bound: test}
+    elbo = pointwise.elbo()
+    return test, {elbo.bound: elbo, test.bound: test}
 
 
 def _versions() -> dict[str, str]:

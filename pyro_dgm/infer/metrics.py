@@ -246,6 +246,23 @@ class PointwiseLogLikelihood:
         stderr = float(self.values.std() / math.sqrt(n)) if n > 1 else math.nan
         return LogLikelihood(float(self.values.mean()), stderr, self.bound, self.num_dims, n)
 
+    def elbo(self) -> LogLikelihood:
+        r"""The ELBO from the same draws: each point's mean log weight,
+        :math:`\frac{1}{K} \sum_k \log w_{ik}`, averaged over the points (an estimate with
+        :math:`K` particles, at no extra cost; the bound is ``"exact"`` without latents).
+
+        Example:
+            >>> log_weights = torch.tensor([[0.0, 1.0], [-2.0, 3.0]])  # K = 2 draws, N = 2
+            >>> result = PointwiseLogLikelihood(torch.zeros(2), log_weights, "IWAE(K=2)", 1)
+            >>> print(result.elbo())  # the points' ELBOs are -1 and 2
+            log p = 0.5000 ± 1.5000 nats (ELBO(particles=2)), -0.7213 bits/dim over 2 points
+        """
+        values = self.log_weights.mean(0)
+        n = len(values)
+        stderr = float(values.std() / math.sqrt(n)) if n > 1 else math.nan
+        bound = "exact" if self.bound == "exact" else f"ELBO(particles={len(self.log_weights)})"
+        return LogLikelihood(float(values.mean()), stderr, bound, self.num_dims, n)
+
     def convergence(self, threshold: float = 0.7) -> dict[str, float | int | bool]:
         r"""How far to trust the bound, in numbers.
 
