@@ -23,7 +23,11 @@ from pyro_dgm import infer
 from pyro_dgm.flows import MAF
 from pyro_dgm.infer.objective import Objective, build_optimizer
 from pyro_dgm.models import FlowModel
-from pyro_dgm.utils.registration import CollectedParams, register_module
+from pyro_dgm.utils.registration import (
+    CollectedParams,
+    answered_by_param_store,
+    register_module,
+)
 
 
 def gaussian_model(x: torch.Tensor) -> None:
@@ -530,3 +534,27 @@ def test_pairs_skip_pyro_module_only_inside_fits_handler(monkeypatch) -> None:
     with CollectedParams({}):  # holds none of the flow's tensors
         register_module("flow", pair.flow)
     assert calls == ["flow"]
+
+
+def test_scoring_answers_params_from_the_store_and_skips_pyro_module(monkeypatch) -> None:
+    calls: list[str] = []
+    real_module = pyro.module
+
+    def counting_module(name: str, module: torch.nn.Module, *args, **kwargs):
+        calls.append(name)
+        return real_module(name, module, *args, **kwargs)
+
+    monkeypatch.setattr(pyro, "module", counting_module)
+    pair = FlowModel(MAF(2, num_layers=2, hidden_dims=[8]))
+    x = torch.randn(16, 2)
+    pair.model(x)  # registers the flow's tensors in the store
+    calls.clear()
+    before = infer.importance_log_likelihood(pair.model, pair.guide, x, num_samples=1)
+    assert calls == []  # every scoring pass found the flow's tensors answered
+    exact = pair.flow().log_prob(x).double()
+    torch.testing.assert_close(before.values, exact)
+
+    # a constrained parameter is answered by its constrained value, not the raw tensor
+    pyro.param("answered_scale", torch.tensor(2.0), constraint=constraints.positive)
+    value = answered_by_param_store(lambda: pyro.param("answered_scale"))()
+    assert float(value) == pytest.approx(2.0)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import platform
 import shutil
 import time
@@ -175,7 +176,7 @@ def train(
 
 def _pair_device(pair: Any) -> torch.device:
     """Where the pair's parameters are (where fit left them)."""
-    for tensor in (*pair.parameters(), *pair.buffers()):
+    for tensor in itertools.chain(pair.parameters(), pair.buffers()):
         return tensor.device
     return torch.device("cpu")
 

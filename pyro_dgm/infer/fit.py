@@ -4,6 +4,7 @@ guard against divergence, any device, and data-parallel training on torch.distri
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import time
@@ -73,7 +74,7 @@ def _device(device: torch.device | str | None, owners: list[nn.Module]) -> torch
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         return device
     for owner in owners:
-        for tensor in (*owner.parameters(), *owner.buffers()):
+        for tensor in itertools.chain(owner.parameters(), owner.buffers()):
             return tensor.device
     return None
 

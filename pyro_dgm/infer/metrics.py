@@ -15,6 +15,7 @@ from pyro.ops.stats import fit_generalized_pareto
 from torch import Tensor
 
 from ..utils.checks import check_int
+from ..utils.registration import answered_by_param_store
 from .chunking import (
     channels_last_convolutions,
     choose_chunks,
@@ -482,11 +483,13 @@ def importance_log_likelihood(
         raise ValueError(f"channels_last must be None, True or False, got {channels_last!r}")
     if isinstance(sites, str):
         sites = (sites,)
+    layout = channels_last_convolutions(model, guide, enabled=channels_last is not False)
+    # only sample sites are read: the store's tensors answer the params, untraced
+    model, guide = answered_by_param_store(model), answered_by_param_store(guide)
     first = data.head(2)  # two points: a data plate is told apart from a plate of size 1
     nesting = plate_nesting(model, guide, first)
     weights, exact = [], True
     draws: dict[str, list[Tensor]] = {name: [] for name in sites}
-    layout = channels_last_convolutions(model, guide, enabled=channels_last is not False)
     with torch.no_grad(), poutine.block(), layout:
         budget = memory_budget if memory_budget is not None else default_memory_budget(first)
         latent = has_latent_sites(model, guide, first)

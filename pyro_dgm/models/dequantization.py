@@ -26,6 +26,7 @@ dequantization is in the flow: it is all in this model/guide pair.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 
@@ -65,7 +66,7 @@ def _listed(values: Tensor, limit: int = 6) -> str:
 def _first_float(obj: object, depth: int = 0) -> Tensor | None:
     """A floating tensor held by a module or a distribution, to take dtype and device from."""
     if isinstance(obj, nn.Module):
-        for t in (*obj.parameters(), *obj.buffers()):
+        for t in itertools.chain(obj.parameters(), obj.buffers()):  # lazily: stops at the first
             if t.is_floating_point():
                 return t
         return None

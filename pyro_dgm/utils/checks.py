@@ -7,6 +7,7 @@ expected and the actual) and returns the value in its canonical type.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Sequence
 from numbers import Integral, Real
@@ -124,7 +125,7 @@ def module_dtype(module: nn.Module) -> torch.dtype:
         >>> module_dtype(nn.Linear(2, 2).double())
         torch.float64
     """
-    for tensor in (*module.parameters(), *module.buffers()):
+    for tensor in itertools.chain(module.parameters(), module.buffers()):  # stops at the first
         if tensor.is_floating_point():
             return tensor.dtype
     return torch.get_default_dtype()
