@@ -504,7 +504,9 @@ def test_fit_with_multi_tensor_kernels_takes_the_same_steps() -> None:
     assert (final[0] - initial).abs().max() > 1e-2  # both trained the same initial flow
 
 
-def test_pairs_skip_pyro_module_only_inside_fits_handler(monkeypatch) -> None:
+@pytest.fixture
+def module_calls(monkeypatch) -> list[str]:
+    """The names ``pyro.module`` is called with from now on (it still runs)."""
     calls: list[str] = []
     real_module = pyro.module
 
@@ -513,6 +515,11 @@ def test_pairs_skip_pyro_module_only_inside_fits_handler(monkeypatch) -> None:
         return real_module(name, module, *args, **kwargs)
 
     monkeypatch.setattr(pyro, "module", counting_module)
+    return calls
+
+
+def test_pairs_skip_pyro_module_only_inside_fits_handler(module_calls) -> None:
+    calls = module_calls
     pair = FlowModel(MAF(2, num_layers=2, hidden_dims=[8]))
     x = torch.randn(16, 2)
     objective = Objective(pair.model, pair.guide, Trace_ELBO(), data_size=16)
@@ -536,15 +543,8 @@ def test_pairs_skip_pyro_module_only_inside_fits_handler(monkeypatch) -> None:
     assert calls == ["flow"]
 
 
-def test_scoring_answers_params_from_the_store_and_skips_pyro_module(monkeypatch) -> None:
-    calls: list[str] = []
-    real_module = pyro.module
-
-    def counting_module(name: str, module: torch.nn.Module, *args, **kwargs):
-        calls.append(name)
-        return real_module(name, module, *args, **kwargs)
-
-    monkeypatch.setattr(pyro, "module", counting_module)
+def test_scoring_answers_params_from_the_store_and_skips_pyro_module(module_calls) -> None:
+    calls = module_calls
     pair = FlowModel(MAF(2, num_layers=2, hidden_dims=[8]))
     x = torch.randn(16, 2)
     pair.model(x)  # registers the flow's tensors in the store

@@ -243,9 +243,12 @@ class PointwiseLogLikelihood:
 
     def summary(self) -> LogLikelihood:
         """The mean over the data points, with its standard error."""
-        n = len(self.values)
-        stderr = float(self.values.std() / math.sqrt(n)) if n > 1 else math.nan
-        return LogLikelihood(float(self.values.mean()), stderr, self.bound, self.num_dims, n)
+        return self._mean(self.values, self.bound)
+
+    def _mean(self, values: Tensor, bound: str) -> LogLikelihood:
+        n = len(values)
+        stderr = float(values.std() / math.sqrt(n)) if n > 1 else math.nan
+        return LogLikelihood(float(values.mean()), stderr, bound, self.num_dims, n)
 
     def elbo(self) -> LogLikelihood:
         r"""The ELBO from the same draws: each point's mean log weight,
@@ -258,11 +261,8 @@ class PointwiseLogLikelihood:
             >>> print(result.elbo())  # the points' ELBOs are -1 and 2
             log p = 0.5000 ± 1.5000 nats (ELBO(particles=2)), -0.7213 bits/dim over 2 points
         """
-        values = self.log_weights.mean(0)
-        n = len(values)
-        stderr = float(values.std() / math.sqrt(n)) if n > 1 else math.nan
         bound = "exact" if self.bound == "exact" else f"ELBO(particles={len(self.log_weights)})"
-        return LogLikelihood(float(values.mean()), stderr, bound, self.num_dims, n)
+        return self._mean(self.log_weights.mean(0), bound)
 
     def convergence(self, threshold: float = 0.7) -> dict[str, float | int | bool]:
         r"""How far to trust the bound, in numbers.

@@ -123,8 +123,8 @@ def register_module(name: str, module: nn.Module) -> nn.Module:
 def answered_by_param_store(fn: Callable) -> Callable:
     """``fn`` under a :class:`CollectedParams` of the param store's unconstrained tensors
     as they are now: its ``pyro.param`` calls get those very tensors, untraced, and
-    pyro_dgm's models skip ``pyro.module``'s loop over their parameters (for a digits
-    Glow, three such loops over some 150 tensors in every scoring pass). Only for code
+    pyro_dgm's models skip ``pyro.module``'s loop over their parameters in every pass
+    (benchmarks/README.md, ``scoring_cost.py``). Only for code
     that reads sample sites alone, such as the importance-weighted estimators: traces of
     ``fn`` hold no param sites. Parameters not yet in the store go through Pyro as usual.
 
