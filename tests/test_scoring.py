@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from pyro_dgm import flows, infer
+from pyro_dgm.infer import chunking
 from pyro_dgm.infer.chunking import (
     FALLBACK_BATCH_SIZE,
     FALLBACK_CHUNK_SIZE,
@@ -141,6 +142,83 @@ def test_choose_chunks_fits_the_budget_and_splits_draws_evenly():
     assert sum(passes) == 1000 and max(passes) - min(passes) <= len(passes)
     assert choose_chunks(model, rough_guide, batch, 1000, 1, 2**14, 5, None)[0] == 5
     assert choose_chunks(model, rough_guide, batch, 1000, 1, 2**14, None, 10)[1] == 10
+
+
+def _bytes_per_draw(model, guide, batch, nesting) -> float:
+    """The slope of the peak bytes between 1,024 and 4,096 draws of each point: far past
+    any tensor made once per pass."""
+    with torch.no_grad():
+        few, many = (
+            peak_bytes(lambda k=k: log_importance_weights(model, guide, batch, k, nesting))
+            for k in (1024, 4096)
+        )
+    return (many - few) / (3072 * len(batch))
+
+
+def test_a_tensor_made_once_per_pass_does_not_hide_the_cost_of_the_draws():
+    # the guide makes a 200 kB tensor once per pass, as a VampPrior encodes its
+    # pseudo-inputs, and each draw makes 12 kB in the model: with probes of 2 and 8
+    # draws the first hid the second, and the passes came out far over the budget
+    def once_per_pass_guide(x):
+        shared = torch.ones(50_000)  # made, used and freed in every pass
+        with pyro.plate("data", len(x)):
+            pyro.sample("z", dist.Normal(0.7 * x * shared[0], 0.7).to_event(1))
+
+    def wide_model(x):
+        with pyro.plate("data", len(x)):
+            z = pyro.sample("z", dist.Normal(0.0, 1.0).expand([3]).to_event(1))
+            wide = z.unsqueeze(-1).expand(*z.shape, 1000).exp()  # 12 kB per draw
+            loc = wide.mean(-1).log()
+            pyro.sample("x", dist.Normal(loc, NOISE).to_event(1), obs=x)
+
+    batch = as_batch(torch.randn(2, 3))
+    budget = 2**22
+    with torch.no_grad():  # as importance_log_likelihood chooses them
+        points, draws = choose_chunks(wide_model, once_per_pass_guide, batch, 10_000, 1, budget)
+    per_draw = _bytes_per_draw(wide_model, once_per_pass_guide, batch, 1)
+    assert per_draw > 10_000
+    assert 0.25 * budget <= points * draws * per_draw <= 1.5 * budget
+
+
+def test_probes_grow_only_while_they_are_small_against_the_budget(monkeypatch):
+    peaks = []
+
+    def recorded(fn, guard=False):
+        peaks.append(peak_bytes(fn, guard))
+        return peaks[-1]
+
+    monkeypatch.setattr(chunking, "peak_bytes", recorded)
+    batch = as_batch(torch.randn(2, 3))
+    with torch.no_grad():
+        for budget in (2**12, 2**30):
+            peaks.clear()
+            choose_chunks(model, rough_guide, batch, 1000, 1, budget)
+            if budget == 2**12:  # 2 and 8 draws, then 32 only while under a quarter
+                assert len(peaks) in (2, 3) and max(peaks[2:], default=0) <= budget
+                assert len(peaks) == 2 or peaks[1] < budget / 4
+            else:  # every probe, up to 128 draws
+                assert len(peaks) == len(chunking.PROBE_DRAWS)
+
+
+def test_a_vamp_prior_vae_gets_passes_within_its_budget():
+    pyro.clear_param_store()
+    torch.manual_seed(0)
+    vae = VAE.for_images(
+        (1, 8, 8),
+        latent_dim=4,
+        prior="vamp",
+        likelihood="discretized_logistic",
+        num_levels=17,
+        name="scoring_vamp_chunks",
+    )
+    x = torch.randint(0, 17, (2, 1, 8, 8)).float()
+    batch = as_batch(x)
+    nesting = plate_nesting(vae.model, vae.guide, batch)
+    budget = 2**23
+    with torch.no_grad():
+        points, draws = choose_chunks(vae.model, vae.guide, batch, 1000, nesting, budget)
+    per_draw = _bytes_per_draw(vae.model, vae.guide, batch, nesting)
+    assert points * draws * per_draw <= 1.5 * budget
 
 
 def test_peak_bytes_counts_what_is_alive_and_guards_state():

@@ -15,6 +15,7 @@ import contextlib
 import math
 import weakref
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import pyro.util
@@ -31,6 +32,7 @@ from .traces import log_importance_weights, sample_sites
 __all__ = [
     "DEFAULT_CPU_BUDGET",
     "DEFAULT_DEVICE_BUDGET",
+    "PROBE_DRAWS",
     "StateChangeError",
     "channels_last_convolutions",
     "choose_chunks",
@@ -48,6 +50,12 @@ DEFAULT_DEVICE_BUDGET = 2**30
 #: Points and draws per pass when no probe can run: a pair whose first scoring pass
 #: changes it (an ActNorm's data-dependent initialisation) is scored as before the
 #: budget existed, so that it initialises from the same batch.
+#: Draws per point of the probe passes of :func:`choose_chunks`: 2 and 8, then fourfold
+#: more while a probe's peak is under a quarter of the budget, up to the last. Small
+#: probes alone can be hidden by tensors made once per pass (a VampPrior's encoder pass
+#: over its pseudo-inputs, say): their peak does not grow with the draws, the measured
+#: slope is too small, and the passes come out many times larger than the budget.
+PROBE_DRAWS = (2, 8, 32, 128)
 FALLBACK_BATCH_SIZE = 128
 FALLBACK_CHUNK_SIZE = 100
 
@@ -160,8 +168,10 @@ def choose_chunks(
     r"""``(points, draws)`` per pass: a fixed ``batch_size`` or ``chunk_size`` is kept,
     the other is the largest that fits ``memory_budget``.
 
-    Two probe passes on ``batch`` (two points, 2 and 8 draws each) measure the peak
-    bytes; their slope is the cost :math:`c` of one (draw, point) and a pass gets
+    Probe passes on two points of ``batch`` measure the peak bytes with 2 and 8 draws
+    each, then 32 and 128 (:data:`PROBE_DRAWS`) while a probe's peak is under a quarter of
+    the budget (so a probe stays within about the budget); the slope of the last two is
+    the cost :math:`c` of one (draw, point) and a pass gets
     :math:`b k \le \text{budget} / c` of them, draws first (all :math:`K` draws of a point
     in one pass if they fit), split evenly over the passes. The probes run with the
     random state saved and restored, so they change no later draw, and under a guard
@@ -190,19 +200,20 @@ def choose_chunks(
     probe = batch.map(lambda t: t[:2])
     n = len(probe)
     state = pyro.util.get_rng_state()
+    peaks: list[int] = []
     try:
-        small, large = (
-            peak_bytes(
-                lambda k=k: log_importance_weights(model, guide, probe, k, nesting), guard=True
-            )
-            for k in (2, 8)
-        )
+        for k in PROBE_DRAWS:
+            if len(peaks) >= 2 and peaks[-1] >= memory_budget / 4:
+                break
+            probe_pass = partial(log_importance_weights, model, guide, probe, k, nesting)
+            peaks.append(peak_bytes(probe_pass, guard=True))
     except StateChangeError:  # e.g. an ActNorm that initialises on the first batch it scores
         return (batch_size or FALLBACK_BATCH_SIZE, chunk_size or FALLBACK_CHUNK_SIZE)
     finally:
         pyro.util.set_rng_state(state)
-    slope = (large - small) / (6 * n)  # bytes per extra (draw, point)
-    per_unit = max(1.0, slope if slope > 0 else large / (8 * n))
+    (few, many), (small, large) = PROBE_DRAWS[len(peaks) - 2 : len(peaks)], peaks[-2:]
+    slope = (large - small) / ((many - few) * n)  # bytes per extra (draw, point)
+    per_unit = max(1.0, slope if slope > 0 else large / (many * n))
     units = max(1, int(memory_budget // per_unit))
     if chunk_size is not None:
         return max(1, units // chunk_size), chunk_size
