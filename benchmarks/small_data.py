@@ -12,7 +12,7 @@ model); the regularised run adds ``--weight-decay``, ``--ema`` and, for image fl
 the autoregressive models and the importance-weighted bound with ``--num-samples`` draws
 for the latent-variable models.
 
-    python benchmarks/small_data.py --threads 1 --jobs 2 --seeds 0 1 2 --max-seconds 150
+    python benchmarks/small_data.py --threads 1 --jobs 2 --seeds 0 1 2 --max-seconds 300
     python benchmarks/small_data.py --smoke        # a quick check of the script
 """
 
