@@ -47,15 +47,15 @@ __all__ = [
 DEFAULT_CPU_BUDGET = 2**25
 #: Default on an accelerator (1 GiB): bigger passes keep it busy.
 DEFAULT_DEVICE_BUDGET = 2**30
-#: Points and draws per pass when no probe can run: a pair whose first scoring pass
-#: changes it (an ActNorm's data-dependent initialisation) is scored as before the
-#: budget existed, so that it initialises from the same batch.
 #: Draws per point of the probe passes of :func:`choose_chunks`: 2 and 8, then fourfold
 #: more while a probe's peak is under a quarter of the budget, up to the last. Small
 #: probes alone can be hidden by tensors made once per pass (a VampPrior's encoder pass
 #: over its pseudo-inputs, say): their peak does not grow with the draws, the measured
 #: slope is too small, and the passes come out many times larger than the budget.
 PROBE_DRAWS = (2, 8, 32, 128)
+#: Points and draws per pass when no probe can run: a pair whose first scoring pass
+#: changes it (an ActNorm's data-dependent initialisation) is scored as before the
+#: budget existed, so that it initialises from the same batch.
 FALLBACK_BATCH_SIZE = 128
 FALLBACK_CHUNK_SIZE = 100
 
