@@ -200,18 +200,18 @@ def choose_chunks(
     probe = batch.map(lambda t: t[:2])
     n = len(probe)
     state = pyro.util.get_rng_state()
-    peaks: list[int] = []
+    probes: list[tuple[int, int]] = []  # (draws per point, peak bytes)
     try:
         for k in PROBE_DRAWS:
-            if len(peaks) >= 2 and peaks[-1] >= memory_budget / 4:
+            if len(probes) >= 2 and probes[-1][1] >= memory_budget / 4:
                 break
             probe_pass = partial(log_importance_weights, model, guide, probe, k, nesting)
-            peaks.append(peak_bytes(probe_pass, guard=True))
+            probes.append((k, peak_bytes(probe_pass, guard=True)))
     except StateChangeError:  # e.g. an ActNorm that initialises on the first batch it scores
         return (batch_size or FALLBACK_BATCH_SIZE, chunk_size or FALLBACK_CHUNK_SIZE)
     finally:
         pyro.util.set_rng_state(state)
-    (few, many), (small, large) = PROBE_DRAWS[len(peaks) - 2 : len(peaks)], peaks[-2:]
+    (few, small), (many, large) = probes[-2:]
     slope = (large - small) / ((many - few) * n)  # bytes per extra (draw, point)
     per_unit = max(1.0, slope if slope > 0 else large / (many * n))
     units = max(1, int(memory_budget // per_unit))
